@@ -1,0 +1,95 @@
+# Makefile - build the handoff daemon, libhandoff, the example upstream, tests and fuzzers.
+#
+#   make                  release-ish build into build/
+#   make SANITIZE=1       AddressSanitizer + UBSan build into build/asan/
+#   make CC=clang         any C17 compiler; clang and gcc are both kept warning-free
+#   make fuzz             libFuzzer targets (clang only) into build/fuzz/
+#   make test             everything the suite needs, then the suite (see README)
+
+CC       ?= cc
+PREFIX   ?= /usr/local
+SANITIZE ?=
+
+WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+           -Wpointer-arith -Wcast-qual
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c17 $(WARNINGS) -fno-strict-aliasing
+
+ifeq ($(SANITIZE),1)
+BUILD    ?= build/asan
+CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
+else
+BUILD    ?= build
+endif
+
+CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
+CORE_OBJS   := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+LIB_SRCS    := $(wildcard lib/*.c)
+LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
+UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
+UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/%)
+FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
+
+all: $(BUILD)/handoff $(BUILD)/libhandoff.so $(BUILD)/libhandoff.a $(BUILD)/https-upstream
+
+$(BUILD)/%.o: %.c $(wildcard src/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
+$(BUILD)/pic/%.o: %.c $(wildcard src/*.h include/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(BUILD)/libcore.a: $(CORE_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/handoff: $(BUILD)/src/main.o $(BUILD)/libcore.a
+	$(CC) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/libhandoff.so: $(LIB_OBJS)
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libhandoff.so.1 -o $@ $^
+
+$(BUILD)/libhandoff.a: $(LIB_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/https-upstream: $(BUILD)/examples/https_upstream.o $(BUILD)/libhandoff.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lssl -lcrypto -lpthread
+
+# libhandoff's test links the library, not the daemon's core.
+$(BUILD)/test_libhandoff: $(BUILD)/tests/unit/test_libhandoff.o $(BUILD)/libhandoff.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lpthread
+
+$(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
+unit: $(UNIT_BINS)
+
+# A fuzzer tests/fuzz/fuzz_NAME.c exercises the pure parser src/NAME.c and
+# links only that and the helpers every parser uses, not the daemon.
+FUZZ_COMMON := src/peek.c src/hostname.c
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/%.c $(FUZZ_COMMON) $(wildcard src/*.h)
+	@mkdir -p $(dir $@)
+	clang $(CPPFLAGS) -std=c17 -g -O1 $(WARNINGS) -fsanitize=fuzzer,address,undefined \
+		-o $@ $< src/$*.c $(FUZZ_COMMON)
+
+fuzz: $(FUZZ_BINS)
+
+test:
+	./scripts/test.sh
+
+install: all
+	install -D -m 0755 $(BUILD)/handoff $(DESTDIR)$(PREFIX)/bin/handoff
+	install -D -m 0644 $(BUILD)/libhandoff.so $(DESTDIR)$(PREFIX)/lib/libhandoff.so.1
+	ln -sf libhandoff.so.1 $(DESTDIR)$(PREFIX)/lib/libhandoff.so
+	install -D -m 0644 $(BUILD)/libhandoff.a $(DESTDIR)$(PREFIX)/lib/libhandoff.a
+	install -D -m 0644 include/handoff.h $(DESTDIR)$(PREFIX)/include/handoff.h
+
+clean:
+	rm -rf build
+
+.PHONY: all unit fuzz test install clean
+.SECONDARY:

@@ -1,0 +1,451 @@
+/* test_http_host.c - HTTP/1 Host parser against sample and malformed request heads. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_host.h"
+#include "peek.h"
+
+struct valid_sample {
+	const char *file;		/* under tests/fixtures/http/ */
+	enum peek_status status;
+	const char *name;		/* expected name, NULL for none */
+	size_t tail;			/* bytes after the deciding point that must be ignored */
+};
+
+static const struct valid_sample valid_samples[] = {
+	{ "crlf.http", PEEK_FOUND, "www.example.com", 0 },
+	{ "lf-only.http", PEEK_FOUND, "www.example.com", 0 },
+	/* Absolute-form: decided at the end of the request line; its authority
+	 * wins over the Host header that follows. */
+	{ "absolute-form.http", PEEK_FOUND, "proxy.example", sizeof("Host: other.example\r\n\r\n") - 1 },
+	{ "absolute-https-upper.http", PEEK_FOUND, "a.example", sizeof("Host: a.example\r\n\r\n") - 1 },
+	{ "http10-no-host.http", PEEK_NO_NAME, NULL, 0 },
+	{ "http10-host.http", PEEK_FOUND, "old.example", 0 },
+	{ "host-port.http", PEEK_FOUND, "a.example", 0 },
+	{ "host-ipv4.http", PEEK_FOUND, "127.0.0.1", 0 },
+	/* IPv6 literals are stored without brackets, in canonical form. */
+	{ "host-ipv6-port.http", PEEK_FOUND, "2001:db8::1", 0 },
+	{ "host-ipv6.http", PEEK_FOUND, "::1", 0 },
+	{ "host-ows-case.http", PEEK_FOUND, "www.example.org", 0 },
+	{ "empty-host.http", PEEK_NO_NAME, NULL, 0 },
+	{ "leading-crlf.http", PEEK_FOUND, "a.example", 0 },
+	{ "connect.http", PEEK_FOUND, "a.example", 0 },
+	{ "post-body.http", PEEK_FOUND, "post.example", sizeof("hello") - 1 },
+	{ "obs-text-value.http", PEEK_FOUND, "a.example", 0 },
+	{ "headers-100.http", PEEK_FOUND, "many.example", 0 },
+	{ "line-8192.http", PEEK_FOUND, "a.example", 0 },
+};
+
+struct malformed_sample {
+	const char *file;		/* under tests/fixtures/malformed/http/ */
+	const char *why;
+};
+
+static const struct malformed_sample malformed_samples[] = {
+	{ "folding.http", "obsolete header line folding" },
+	{ "folding-first.http", "obsolete header line folding" },
+	{ "duplicate-host.http", "several Host headers" },
+	{ "version-1-2.http", "unsupported HTTP version" },
+	{ "version-1-10.http", "unsupported HTTP version" },
+	{ "version-lowercase.http", "unsupported HTTP version" },
+	{ "h2-preface.http", "HTTP/2 prior knowledge is not supported" },
+	{ "http09.http", "request line lacks an HTTP version" },
+	{ "missing-host-11.http", "HTTP/1.1 request without Host" },
+	{ "too-many-headers.http", "request head too large" },
+	{ "long-line.http", "request head too large" },
+	{ "oversize-head.http", "request head too large" },
+	{ "nul-in-header.http", "NUL byte in request head" },
+	{ "control-in-header.http", "control character in request head" },
+	{ "del-in-target.http", "control character in request head" },
+	{ "bare-cr.http", "bare CR in request head" },
+	{ "space-before-colon.http", "whitespace before colon in header" },
+	{ "header-no-colon.http", "header line without a colon" },
+	{ "empty-header-name.http", "bad character in header name" },
+	{ "bad-host-char.http", "host is not a valid host name" },
+	{ "bad-port.http", "bad port in host" },
+	{ "port-letters.http", "bad port in host" },
+	{ "host-ipv6-unbracketed.http", "empty host name" },
+	{ "host-ipv6-bad.http", "bad IPv6 literal in host" },
+	{ "host-only-port.http", "empty host name" },
+	{ "userinfo-absolute.http", "userinfo in request target" },
+	{ "absolute-empty-host.http", "absolute-form target without a host" },
+	{ "bad-method.http", "bad character in method" },
+	{ "double-space.http", "empty request target" },
+	{ "empty-request-line.http", "empty request line" },
+	{ "tls-hello.http", "TLS handshake on a plain HTTP listener" },
+};
+
+struct blob {
+	uint8_t *data;
+	size_t len;
+};
+
+/* Fixtures live in tests/fixtures, found from this file's path as make compiles
+ * it (tests/unit/...), or from $HANDOFF_FIXTURES. */
+static void
+fixture_path(char *path, size_t cap, const char *subdir, const char *file)
+{
+	const char *env = getenv("HANDOFF_FIXTURES");
+	char dir[1024];
+
+	if (env != NULL) {
+		snprintf(dir, sizeof(dir), "%s", env);
+	} else {
+		snprintf(dir, sizeof(dir), "%s", __FILE__);
+		char *slash = strrchr(dir, '/');
+		if (slash != NULL)
+			*slash = '\0';
+		slash = strrchr(dir, '/');
+		if (slash != NULL)
+			slash[1] = '\0';
+		else
+			snprintf(dir, sizeof(dir), "tests/");
+		strncat(dir, "fixtures", sizeof(dir) - strlen(dir) - 1);
+	}
+	snprintf(path, cap, "%s/%s%s%s", dir, subdir, file == NULL ? "" : "/", file == NULL ? "" : file);
+}
+
+static struct blob
+load_fixture(const char *subdir, const char *file)
+{
+	char path[2048];
+	struct blob b = { NULL, 0 };
+
+	fixture_path(path, sizeof(path), subdir, file);
+	FILE *f = fopen(path, "rb");
+	if (f == NULL)
+		fail_msg("cannot open fixture %s (run from the top directory or set HANDOFF_FIXTURES)", path);
+	b.data = malloc(PEEK_MAX * 2);
+	assert_non_null(b.data);
+	b.len = fread(b.data, 1, PEEK_MAX * 2, f);
+	assert_int_equal(ferror(f), 0);
+	fclose(f);
+	assert_true(b.len > 0);
+	return b;
+}
+
+/* Parse an exact-size heap copy of data[0..n) so ASan catches any read past the end. */
+static enum peek_status
+parse_copy(const uint8_t *data, size_t n, struct peek_result *out)
+{
+	uint8_t *copy = malloc(n > 0 ? n : 1);
+	assert_non_null(copy);
+	memcpy(copy, data, n);
+	memset(out, 0xa5, sizeof(*out));	/* the parser must set every field it reports */
+	enum peek_status st = http_host_parse(copy, n, out);
+	free(copy);
+	return st;
+}
+
+static enum peek_status
+parse_text(const char *text, struct peek_result *out)
+{
+	return parse_copy((const uint8_t *)text, strlen(text), out);
+}
+
+static void
+check_answer(const struct valid_sample *s, size_t n, enum peek_status st, const struct peek_result *r,
+	     size_t decided_at)
+{
+	if (st != s->status)
+		fail_msg("%s: length %zu gave %s (%s), want %s", s->file, n, peek_status_name(st),
+			 r->why ? r->why : "", peek_status_name(s->status));
+	assert_int_equal(r->consumed, decided_at);
+	assert_int_equal(r->alpn_len, 0);
+	if (s->name != NULL) {
+		assert_string_equal(r->name, s->name);
+		assert_int_equal(r->name_len, strlen(s->name));
+		assert_null(r->why);
+	} else {
+		assert_string_equal(r->name, "");
+		assert_int_equal(r->name_len, 0);
+		assert_non_null(r->why);
+	}
+}
+
+static void
+check_valid_sample(const struct valid_sample *s, const uint8_t *data, size_t len)
+{
+	struct peek_result r;
+	size_t decided_at = len - s->tail;
+
+	for (size_t n = 0; n < decided_at; n++) {
+		enum peek_status st = parse_copy(data, n, &r);
+		if (st != PEEK_NEED_MORE)
+			fail_msg("%s: prefix %zu of %zu gave %s (%s)", s->file, n, len,
+				 peek_status_name(st), r.why ? r.why : "");
+		assert_int_equal(r.consumed, n);
+		assert_int_equal(r.name_len, 0);
+	}
+	for (size_t n = decided_at; n <= len; n++)
+		check_answer(s, n, parse_copy(data, n, &r), &r, decided_at);
+
+	uint8_t *longer = malloc(len + 1);
+	assert_non_null(longer);
+	memcpy(longer, data, len);
+	for (unsigned garbage = 0; garbage < 256; garbage += 0x55) {
+		longer[len] = (uint8_t)garbage;
+		check_answer(s, len + 1, parse_copy(longer, len + 1, &r), &r, decided_at);
+	}
+	free(longer);
+}
+
+static void
+test_valid_samples(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(valid_samples) / sizeof(valid_samples[0]); i++) {
+		struct blob b = load_fixture("http", valid_samples[i].file);
+		check_valid_sample(&valid_samples[i], b.data, b.len);
+		free(b.data);
+	}
+}
+
+static void
+test_malformed_samples(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(malformed_samples) / sizeof(malformed_samples[0]); i++) {
+		const struct malformed_sample *s = &malformed_samples[i];
+		struct blob b = load_fixture("malformed/http", s->file);
+		struct peek_result r;
+
+		enum peek_status st = parse_copy(b.data, b.len, &r);
+		if (st != PEEK_INVALID || r.why == NULL || strcmp(r.why, s->why) != 0)
+			fail_msg("%s: gave %s (%s), want invalid (%s)", s->file, peek_status_name(st),
+				 r.why ? r.why : "", s->why);
+		assert_string_equal(r.name, "");
+		size_t decided_at = r.consumed;
+		assert_true(decided_at > 0 && decided_at <= b.len);
+
+		/* Shorter prefixes wait; from the deciding byte on, the verdict stands. */
+		for (size_t n = 0; n <= b.len; n++) {
+			st = parse_copy(b.data, n, &r);
+			enum peek_status want = n < decided_at ? PEEK_NEED_MORE : PEEK_INVALID;
+			if (st != want)
+				fail_msg("%s: prefix %zu gave %s (%s), want %s", s->file, n,
+					 peek_status_name(st), r.why ? r.why : "", peek_status_name(want));
+			if (st == PEEK_INVALID)
+				assert_string_equal(r.why, s->why);
+		}
+		free(b.data);
+	}
+}
+
+/* Every file under dir must be listed in the table: no fixture goes untested. */
+static void
+check_listed(const char *subdir, const char *const *files, size_t n_files)
+{
+	char path[2048];
+	fixture_path(path, sizeof(path), subdir, NULL);
+	DIR *dir = opendir(path);
+	if (dir == NULL)
+		fail_msg("cannot list %s", path);
+	size_t seen = 0;
+	struct dirent *e;
+	while ((e = readdir(dir)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		bool listed = false;
+		for (size_t i = 0; i < n_files && !listed; i++)
+			listed = strcmp(files[i], e->d_name) == 0;
+		if (!listed)
+			fail_msg("%s/%s has no expected answer in this test", subdir, e->d_name);
+		seen++;
+	}
+	closedir(dir);
+	assert_int_equal(seen, n_files);
+}
+
+static void
+test_every_fixture_is_listed(void **state)
+{
+	const char *files[64];
+	size_t n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(valid_samples) / sizeof(valid_samples[0]); i++)
+		files[n++] = valid_samples[i].file;
+	check_listed("http", files, n);
+	n = 0;
+	for (size_t i = 0; i < sizeof(malformed_samples) / sizeof(malformed_samples[0]); i++)
+		files[n++] = malformed_samples[i].file;
+	check_listed("malformed/http", files, n);
+}
+
+struct host_case {
+	const char *value;	/* Host header value as sent */
+	const char *name;	/* expected name, NULL if the request is invalid */
+};
+
+static void
+test_host_values(void **state)
+{
+	static const struct host_case cases[] = {
+		{ "a.example", "a.example" },
+		{ "A.Example.", "a.example" },
+		{ "a.example:", "a.example" },		/* RFC 3986: the port may be empty */
+		{ "a.example:0", "a.example" },
+		{ "a.example:0080", "a.example" },
+		{ "a.example:65535", "a.example" },
+		{ "a_b.example", "a_b.example" },
+		{ "xn--bcher-kva.example", "xn--bcher-kva.example" },
+		{ "localhost", "localhost" },
+		{ "10.1.2.3:8080", "10.1.2.3" },
+		{ "[::FFFF:127.0.0.1]", "::ffff:127.0.0.1" },
+		{ "[2001:0db8:0000:0000:0000:0000:0000:0001]:443", "2001:db8::1" },
+		{ "a.example:65536", NULL },
+		{ "a.example:123456", NULL },
+		{ "a.example:-1", NULL },
+		{ "a.example:80:80", NULL },
+		{ "[fe80::1%25eth0]", NULL },		/* zone ids are for link-local use only */
+		{ "[]", NULL },
+		{ "[::1", NULL },
+		{ "[::1]x", NULL },
+		{ "[::1]:99999", NULL },
+		{ "[v1.abc]", NULL },
+		{ "b\xc3\xbc" "cher.example", NULL },	/* IDNs must arrive as A-labels */
+		{ "a.example, b.example", NULL },
+		{ "user@a.example", NULL },
+		{ "a..example", NULL },
+		{ "-a.example", NULL },
+		{ "a%2eexample", NULL },
+	};
+	char request[512];
+	struct peek_result r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(request, sizeof(request), "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", cases[i].value);
+		enum peek_status st = parse_text(request, &r);
+		if (cases[i].name != NULL) {
+			if (st != PEEK_FOUND || strcmp(r.name, cases[i].name) != 0)
+				fail_msg("Host: %s gave %s \"%s\" (%s), want \"%s\"", cases[i].value,
+					 peek_status_name(st), r.name, r.why ? r.why : "", cases[i].name);
+		} else if (st != PEEK_INVALID) {
+			fail_msg("Host: %s gave %s \"%s\", want invalid", cases[i].value,
+				 peek_status_name(st), r.name);
+		}
+	}
+}
+
+struct target_case {
+	const char *request_line;	/* followed by "Host: host.example\r\n\r\n" */
+	enum peek_status status;
+	const char *name;
+};
+
+static void
+test_request_targets(void **state)
+{
+	static const struct target_case cases[] = {
+		{ "GET http://a.example HTTP/1.1", PEEK_FOUND, "a.example" },
+		{ "GET HTTP://A.EXAMPLE:80?x=1 HTTP/1.1", PEEK_FOUND, "a.example" },
+		{ "GET http://a.example#frag HTTP/1.1", PEEK_FOUND, "a.example" },
+		{ "GET https://[::1]:8443/x HTTP/1.0", PEEK_FOUND, "::1" },
+		/* Other schemes are not ours to interpret: the Host header decides. */
+		{ "GET ftp://a.example/ HTTP/1.1", PEEK_FOUND, "host.example" },
+		{ "GET httpx://a.example/ HTTP/1.1", PEEK_FOUND, "host.example" },
+		{ "OPTIONS * HTTP/1.1", PEEK_FOUND, "host.example" },
+		{ "GET /http://a.example HTTP/1.1", PEEK_FOUND, "host.example" },
+		{ "GET http://bad!.example/ HTTP/1.1", PEEK_INVALID, NULL },
+		{ "GET http://a.example:x/ HTTP/1.1", PEEK_INVALID, NULL },
+		{ "GET http://a.example HTTP/2.0", PEEK_INVALID, NULL },
+		{ "GET\t/ HTTP/1.1", PEEK_INVALID, NULL },
+		{ "GET / HTTP/1.1 ", PEEK_INVALID, NULL },
+		{ "GET / HTTP/1.", PEEK_INVALID, NULL },
+		{ "GET /caf\xc3\xa9 HTTP/1.1", PEEK_INVALID, NULL },
+		{ " GET / HTTP/1.1", PEEK_INVALID, NULL },
+	};
+	char request[512];
+	struct peek_result r;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(request, sizeof(request), "%s\r\nHost: host.example\r\n\r\n", cases[i].request_line);
+		enum peek_status st = parse_text(request, &r);
+		if (st != cases[i].status
+		    || (cases[i].name != NULL && strcmp(r.name, cases[i].name) != 0))
+			fail_msg("\"%s\" gave %s \"%s\" (%s)", cases[i].request_line,
+				 peek_status_name(st), r.name, r.why ? r.why : "");
+	}
+}
+
+/* Two Host headers are invalid even when the second is empty, and however it is spelt. */
+static void
+test_host_header_count(void **state)
+{
+	struct peek_result r;
+
+	(void)state;
+	assert_int_equal(parse_text("GET / HTTP/1.1\r\nHost: a.example\r\nHOST:\r\n\r\n", &r), PEEK_INVALID);
+	assert_string_equal(r.why, "several Host headers");
+	assert_int_equal(parse_text("GET / HTTP/1.1\r\nHost:\r\nhost: a.example\r\n\r\n", &r), PEEK_INVALID);
+	/* Names that merely start with "host" are other headers. */
+	assert_int_equal(parse_text("GET / HTTP/1.1\r\nHost: a.example\r\nHostname: b\r\nX-Host: c\r\n\r\n", &r),
+			 PEEK_FOUND);
+	assert_string_equal(r.name, "a.example");
+	/* An empty Host with an HTTP/1.0 request has no name either. */
+	assert_int_equal(parse_text("GET / HTTP/1.0\r\nHost: \t \r\n\r\n", &r), PEEK_NO_NAME);
+	assert_string_equal(r.why, "empty Host header");
+}
+
+static void
+test_empty_and_null_input(void **state)
+{
+	struct peek_result r;
+
+	(void)state;
+	assert_int_equal(http_host_parse(NULL, 0, &r), PEEK_NEED_MORE);
+	assert_int_equal(r.consumed, 0);
+	/* A stray CR LF before the request line is ignored; two are not. */
+	assert_int_equal(parse_text("\r\n", &r), PEEK_NEED_MORE);
+	assert_int_equal(parse_text("\n", &r), PEEK_NEED_MORE);
+	assert_int_equal(parse_text("\r\n\r", &r), PEEK_NEED_MORE);
+	assert_int_equal(parse_text("\r\n\r\n", &r), PEEK_INVALID);
+}
+
+/* A head that never ends is refused at PEEK_MAX bytes, never left waiting. */
+static void
+test_head_limit(void **state)
+{
+	static char head[PEEK_MAX * 2];
+	struct peek_result r;
+	int len = snprintf(head, sizeof(head), "GET / HTTP/1.1\r\nHost: a.example\r\n");
+
+	(void)state;
+	for (int i = 0; len <= PEEK_MAX; i++)
+		len += snprintf(head + len, sizeof(head) - (size_t)len, "X-%02d: %0*d\r\n", i, 7000, 0);
+	assert_true(len > PEEK_MAX && (size_t)len < sizeof(head));
+	assert_int_equal(parse_copy((const uint8_t *)head, PEEK_MAX - 1, &r), PEEK_NEED_MORE);
+	assert_int_equal(parse_copy((const uint8_t *)head, PEEK_MAX, &r), PEEK_INVALID);
+	assert_string_equal(r.why, "request head too large");
+	assert_int_equal(r.consumed, PEEK_MAX);
+	assert_int_equal(parse_copy((const uint8_t *)head, (size_t)len, &r), PEEK_INVALID);
+	assert_int_equal(r.consumed, PEEK_MAX);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_samples),
+		cmocka_unit_test(test_malformed_samples),
+		cmocka_unit_test(test_every_fixture_is_listed),
+		cmocka_unit_test(test_host_values),
+		cmocka_unit_test(test_request_targets),
+		cmocka_unit_test(test_host_header_count),
+		cmocka_unit_test(test_empty_and_null_input),
+		cmocka_unit_test(test_head_limit),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
