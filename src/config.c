@@ -1,0 +1,986 @@
+/* config.c - parse and validate the configuration file; answer who may claim which name. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "hostname.h"
+
+#define CONFIG_LINE_MAX 4096		/* bytes per line, newline excluded */
+#define CONFIG_FILE_MAX (1024 * 1024)	/* a configuration is a few lines; refuse the wrong file */
+#define CONFIG_WORDS_MAX (CONFIG_LINE_MAX / 2 + 1)	/* one-byte words split by one blank */
+#define DURATION_MAX_MS (60u * 60u * 1000u)
+#define COUNT_MAX 1000000u
+#define DEFAULT_BACKLOG 511
+
+const char config_builtin[] =
+	"# Built-in configuration: the demo. Unprivileged loopback ports.\n"
+	"listen 127.0.0.1:8443 tls\n"
+	"listen [::1]:8443 tls\n"
+	"listen 127.0.0.1:8080 http\n"
+	"grant * to self\n";
+
+enum directive_kind {
+	DIRECTIVE_RUNTIME_DIR,
+	DIRECTIVE_ACCESS_LOG,
+	DIRECTIVE_DURATION,
+	DIRECTIVE_COUNT,
+	DIRECTIVE_LISTEN,
+	DIRECTIVE_GRANT,
+	DIRECTIVE_ROUTE,
+};
+
+struct directive {
+	const char *name;
+	const char *usage;
+	enum directive_kind kind;
+	size_t field;		/* offsetof the unsigned it sets, for durations and counts */
+};
+
+/* Order here is the order "unknown directive" lists them in. */
+static const struct directive directives[] = {
+	{ "runtime-dir", "runtime-dir PATH", DIRECTIVE_RUNTIME_DIR, 0 },
+	{ "access-log", "access-log stderr|off|PATH", DIRECTIVE_ACCESS_LOG, 0 },
+	{ "peek-timeout", "peek-timeout DURATION", DIRECTIVE_DURATION,
+	  offsetof(struct config, peek_timeout_ms) },
+	{ "handoff-timeout", "handoff-timeout DURATION", DIRECTIVE_DURATION,
+	  offsetof(struct config, handoff_timeout_ms) },
+	{ "max-peeking", "max-peeking N", DIRECTIVE_COUNT, offsetof(struct config, max_peeking) },
+	{ "max-per-ip", "max-per-ip N", DIRECTIVE_COUNT, offsetof(struct config, max_per_ip) },
+	{ "max-pending", "max-pending N", DIRECTIVE_COUNT, offsetof(struct config, max_pending) },
+	{ "listen", "listen ADDRESS:PORT tls|http [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]]",
+	  DIRECTIVE_LISTEN, 0 },
+	{ "grant", "grant PATTERN to PRINCIPAL [PRINCIPAL ...]", DIRECTIVE_GRANT, 0 },
+	{ "route", "route PATTERN to tcp:HOST:PORT [weight N] [tcp:HOST:PORT ...] [balance round-robin|least-conn] "
+		   "[proxy v1|v2] [connect-timeout D] [idle-timeout D] [fail-after N] [retry-after D] [check D]",
+	  DIRECTIVE_ROUTE, 0 },
+};
+#define N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
+
+struct parser {
+	struct config *cfg;
+	const char *label;
+	int line;
+	char *err;
+	size_t errlen;
+	int set_on_line[N_DIRECTIVES];	/* where a single-valued directive was given, 0 if not */
+};
+
+/* Format one diagnostic into err. Words from the file are quoted verbatim,
+ * so control bytes are masked to keep the message on one printable line. */
+static void
+vreport(char *err, size_t errlen, const char *label, int line, const char *fmt, va_list ap)
+{
+	if (err == NULL || errlen == 0)
+		return;
+	int n = line > 0 ? snprintf(err, errlen, "%s:%d: ", label, line)
+			 : snprintf(err, errlen, "%s: ", label);
+	if (n >= 0 && (size_t)n < errlen)
+		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+	for (char *c = err; *c != '\0'; c++)
+		if ((unsigned char)*c < 0x20 || *c == 0x7f)
+			*c = '?';
+}
+
+static int __attribute__((format(printf, 5, 6)))
+report(char *err, size_t errlen, const char *label, int line, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(err, errlen, label, line, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* Report a problem on the current line; returns -1 so callers can return it. */
+static int __attribute__((format(printf, 2, 3)))
+fail(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vreport(p->err, p->errlen, p->label, p->line, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static int
+fail_usage(struct parser *p, const struct directive *d)
+{
+	return fail(p, "%s: expected '%s'", d->name, d->usage);
+}
+
+/* Decimal digits only: no sign, no blanks, no base prefixes. */
+static bool
+parse_decimal(const char *s, unsigned long long max, unsigned long long *out)
+{
+	if (*s < '0' || *s > '9')
+		return false;
+	unsigned long long v = 0;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		unsigned digit = (unsigned)(*s - '0');
+		if (v > (max - digit) / 10)
+			return false;
+		v = v * 10 + digit;
+	}
+	if (*s != '\0')
+		return false;
+	*out = v;
+	return true;
+}
+
+static bool
+parse_range(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	unsigned long long v;
+	if (!parse_decimal(s, max, &v) || v < min)
+		return false;
+	*out = (unsigned)v;
+	return true;
+}
+
+/* "500ms", "10s", "2m" or a bare number of seconds; > 0 and at most an hour. */
+static bool
+parse_duration(const char *s, unsigned *ms)
+{
+	size_t digits = strspn(s, "0123456789");
+	const char *suffix = s + digits;
+	unsigned scale;
+	if (digits == 0)
+		return false;
+	if (strcmp(suffix, "ms") == 0)
+		scale = 1;
+	else if (strcmp(suffix, "s") == 0 || *suffix == '\0')
+		scale = 1000;
+	else if (strcmp(suffix, "m") == 0)
+		scale = 60 * 1000;
+	else
+		return false;
+	char number[24];
+	if (digits >= sizeof(number))
+		return false;
+	memcpy(number, s, digits);
+	number[digits] = '\0';
+	unsigned long long v;
+	if (!parse_decimal(number, DURATION_MAX_MS, &v) || v == 0 || v * scale > DURATION_MAX_MS)
+		return false;
+	*ms = (unsigned)(v * scale);
+	return true;
+}
+
+static bool
+is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/*
+ * Split line in place into words. Blanks separate words, '#' outside double
+ * quotes ends the line, and "double quoted" words may hold blanks and '#'
+ * (inside them \" is a quote and \\ a backslash).
+ */
+static int
+split_words(struct parser *p, char *line, char **words, size_t *n_words)
+{
+	char *s = line;
+	size_t n = 0;
+	for (;;) {
+		while (is_blank(*s))
+			s++;
+		if (*s == '\0' || *s == '#')
+			break;
+		if (n == CONFIG_WORDS_MAX)
+			return fail(p, "too many words");
+		if (*s == '"') {
+			char *out = ++s;
+			words[n++] = out;
+			while (*s != '"') {
+				if (*s == '\0')
+					return fail(p, "unterminated double quote");
+				if (*s == '\\' && (s[1] == '"' || s[1] == '\\'))
+					s++;
+				*out++ = *s++;
+			}
+			s++;
+			if (*s != '\0' && *s != '#' && !is_blank(*s))
+				return fail(p, "closing double quote must be followed by a blank");
+			*out = '\0';	/* may overwrite the closing quote, never what follows */
+			continue;
+		}
+		words[n++] = s;
+		while (*s != '\0' && *s != '#' && !is_blank(*s)) {
+			if (*s == '"')
+				return fail(p, "double quote inside a word (quote the whole word)");
+			s++;
+		}
+		if (*s == '#') {
+			*s = '\0';
+			break;
+		}
+		if (*s != '\0')
+			*s++ = '\0';
+	}
+	*n_words = n;
+	return 0;
+}
+
+static int
+parse_runtime_dir(struct parser *p, const char *path)
+{
+	if (path[0] != '/')
+		return fail(p, "runtime-dir: '%s' is not an absolute path", path);
+	if (strlen(path) >= sizeof(p->cfg->runtime_dir))
+		return fail(p, "runtime-dir: path too long");
+	strcpy(p->cfg->runtime_dir, path);
+	return 0;
+}
+
+static int
+parse_access_log(struct parser *p, const char *where)
+{
+	if (strcmp(where, "stderr") != 0 && strcmp(where, "off") != 0 && where[0] != '/')
+		return fail(p, "access-log: '%s' is not stderr, off or an absolute path", where);
+	if (strlen(where) >= sizeof(p->cfg->access_log))
+		return fail(p, "access-log: path too long");
+	strcpy(p->cfg->access_log, where);
+	return 0;
+}
+
+/* "127.0.0.1:8443", "*:443", "[::1]:8443" into l->addr, l->addrlen, l->text. */
+static int
+parse_address(struct parser *p, const char *word, struct config_listener *l)
+{
+	static const char examples[] = "e.g. 127.0.0.1:8443, *:443 or [::1]:8443";
+	const char *host_start, *host_end, *port;
+	bool bracketed = word[0] == '[';
+	if (bracketed) {
+		host_start = word + 1;
+		host_end = strchr(host_start, ']');
+		if (host_end == NULL)
+			return fail(p, "listen: bad address '%s' (missing ']'; %s)", word, examples);
+		if (host_end[1] != ':')
+			return fail(p, "listen: '%s' has no port (expected ADDRESS:PORT, %s)", word, examples);
+		port = host_end + 2;
+	} else {
+		host_start = word;
+		host_end = strrchr(word, ':');
+		if (host_end == NULL)
+			return fail(p, "listen: '%s' has no port (expected ADDRESS:PORT, %s)", word, examples);
+		port = host_end + 1;
+	}
+	char host[INET6_ADDRSTRLEN];
+	size_t host_len = (size_t)(host_end - host_start);
+	if (host_len == 0 || host_len >= sizeof(host))
+		return fail(p, "listen: bad address '%s' (expected a numeric address, %s)", word, examples);
+	memcpy(host, host_start, host_len);
+	host[host_len] = '\0';
+
+	unsigned port_number;
+	if (!parse_range(port, 1, 65535, &port_number))
+		return fail(p, "listen: bad port '%s' in '%s' (expected 1..65535)", port, word);
+
+	memset(&l->addr, 0, sizeof(l->addr));
+	if (bracketed) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)&l->addr;
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return fail(p, "listen: bad address '%s' (expected a numeric IPv6 address in brackets, %s)",
+				    word, examples);
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port_number);
+		l->addrlen = sizeof(*sin6);
+		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
+		snprintf(l->text, sizeof(l->text), "[%s]:%u", host, port_number);
+	} else {
+		struct sockaddr_in *sin = (struct sockaddr_in *)(void *)&l->addr;
+		if (strchr(host, ':') != NULL)
+			return fail(p, "listen: bad address '%s' (put IPv6 addresses in brackets, %s)",
+				    word, examples);
+		if (strcmp(host, "*") == 0)
+			sin->sin_addr.s_addr = htonl(INADDR_ANY);
+		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return fail(p, "listen: bad address '%s' (expected a numeric address, %s)", word, examples);
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port_number);
+		l->addrlen = sizeof(*sin);
+		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
+		snprintf(l->text, sizeof(l->text), "%s:%u", host, port_number);
+	}
+	return 0;
+}
+
+/* "10.0.0.0/8,192.0.2.7,[2001:db8::]/32" (brackets optional for IPv6). */
+static int
+parse_trusted(struct parser *p, const char *value, struct config_listener *l)
+{
+	char copy[CONFIG_LINE_MAX + 1];
+	snprintf(copy, sizeof(copy), "%s", value);
+	char *save = NULL;
+	for (char *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
+		if (l->n_trusted == CONFIG_MAX_TRUSTED)
+			return fail(p, "listen: accept-proxy lists more than %d sources", CONFIG_MAX_TRUSTED);
+		struct config_cidr *c = &l->trusted[l->n_trusted];
+		char host[INET6_ADDRSTRLEN + 2];
+		const char *slash = strchr(item, '/');
+		size_t host_len = slash ? (size_t)(slash - item) : strlen(item);
+		if (host_len >= sizeof(host))
+			return fail(p, "listen: bad accept-proxy source '%s' (expected e.g. 10.0.0.0/8 or ::1)", item);
+		memcpy(host, item, host_len);
+		host[host_len] = '\0';
+		char *h = host;
+		if (h[0] == '[' && host_len > 2 && h[host_len - 1] == ']') {
+			h[host_len - 1] = '\0';
+			h++;
+		}
+		unsigned max_prefix;
+		if (inet_pton(AF_INET, h, c->addr) == 1) {
+			c->family = AF_INET;
+			max_prefix = 32;
+		} else if (inet_pton(AF_INET6, h, c->addr) == 1) {
+			c->family = AF_INET6;
+			max_prefix = 128;
+		} else {
+			return fail(p, "listen: bad accept-proxy source '%s' (expected e.g. 10.0.0.0/8 or ::1)", item);
+		}
+		c->prefix = max_prefix;
+		if (slash != NULL && !parse_range(slash + 1, 0, max_prefix, &c->prefix))
+			return fail(p, "listen: bad prefix length in '%s' (expected 0..%u)", item, max_prefix);
+		l->n_trusted++;
+	}
+	if (l->n_trusted == 0)
+		return fail(p, "listen: accept-proxy needs at least one source address");
+	return 0;
+}
+
+static int
+parse_listen(struct parser *p, const struct directive *d, char **args, size_t n)
+{
+	struct config *cfg = p->cfg;
+	struct config_listener l;
+	memset(&l, 0, sizeof(l));
+	l.v6only = -1;
+	l.backlog = DEFAULT_BACKLOG;
+	l.line = p->line;
+	if (n < 2)
+		return fail_usage(p, d);
+	if (parse_address(p, args[0], &l) < 0)
+		return -1;
+	if (strcmp(args[1], "tls") == 0)
+		l.proto = LISTENER_TLS;
+	else if (strcmp(args[1], "http") == 0)
+		l.proto = LISTENER_HTTP;
+	else
+		return fail(p, "listen: unknown protocol '%s' (expected tls or http)", args[1]);
+
+	bool seen_default = false, seen_v6only = false, seen_backlog = false, seen_proxy = false;
+	for (size_t i = 2; i < n; i += 2) {
+		const char *option = args[i];
+		bool *seen;
+		if (strcmp(option, "default") == 0)
+			seen = &seen_default;
+		else if (strcmp(option, "v6only") == 0)
+			seen = &seen_v6only;
+		else if (strcmp(option, "backlog") == 0)
+			seen = &seen_backlog;
+		else if (strcmp(option, "accept-proxy") == 0)
+			seen = &seen_proxy;
+		else
+			return fail(p, "listen: unknown option '%s'; expected '%s'", option, d->usage);
+		if (i + 1 >= n)
+			return fail_usage(p, d);
+		if (*seen)
+			return fail(p, "listen: '%s' given twice", option);
+		*seen = true;
+		const char *value = args[i + 1];
+		if (seen == &seen_default) {
+			if (hostname_normalize(value, strlen(value), l.default_name,
+					       sizeof(l.default_name)) == 0)
+				return fail(p, "listen: bad default name '%s' (expected a host name such as a.example)",
+					    value);
+		} else if (seen == &seen_v6only) {
+			if (strcmp(value, "on") == 0)
+				l.v6only = 1;
+			else if (strcmp(value, "off") == 0)
+				l.v6only = 0;
+			else
+				return fail(p, "listen: v6only takes on or off, not '%s'", value);
+		} else if (seen == &seen_proxy) {
+			if (parse_trusted(p, value, &l) < 0)
+				return -1;
+		} else {
+			unsigned backlog;
+			if (!parse_range(value, 1, 65535, &backlog))
+				return fail(p, "listen: bad backlog '%s' (expected 1..65535)", value);
+			l.backlog = (int)backlog;
+		}
+	}
+	if (l.v6only >= 0 && l.addr.ss_family != AF_INET6)
+		return fail(p, "listen: v6only applies only to IPv6 addresses such as [::]:443");
+
+	for (size_t i = 0; i < cfg->n_listeners; i++)
+		if (strcmp(cfg->listeners[i].text, l.text) == 0)
+			return fail(p, "listen: %s already declared on line %d", l.text,
+				    cfg->listeners[i].line);
+	struct config_listener *grown = realloc(cfg->listeners, (cfg->n_listeners + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return fail(p, "out of memory");
+	cfg->listeners = grown;
+	cfg->listeners[cfg->n_listeners++] = l;
+	return 0;
+}
+
+/* add_uid and add_gid append an id unless the grant lists it already. */
+static int
+add_uid(struct config_grant *g, uid_t uid)
+{
+	for (size_t i = 0; i < g->n_uids; i++)
+		if (g->uids[i] == uid)
+			return 0;
+	uid_t *grown = realloc(g->uids, (g->n_uids + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -1;
+	g->uids = grown;
+	g->uids[g->n_uids++] = uid;
+	return 0;
+}
+
+static int
+add_gid(struct config_grant *g, gid_t gid)
+{
+	for (size_t i = 0; i < g->n_gids; i++)
+		if (g->gids[i] == gid)
+			return 0;
+	gid_t *grown = realloc(g->gids, (g->n_gids + 1) * sizeof(*grown));
+	if (grown == NULL)
+		return -1;
+	g->gids = grown;
+	g->gids[g->n_gids++] = gid;
+	return 0;
+}
+
+/* A numeric uid or gid; (id_t)-1 is excluded because chown() reserves it. */
+static bool
+parse_id(const char *s, unsigned *id)
+{
+	unsigned long long v;
+	if (!parse_decimal(s, UINT32_MAX - 1, &v))
+		return false;
+	*id = (unsigned)v;
+	return true;
+}
+
+static int
+add_principal(struct parser *p, struct config_grant *g, const char *word)
+{
+	static const char hint[] = "expected a user name, a numeric uid, @group, @GID or self";
+	unsigned id;
+	int rc;
+	if (strcmp(word, "self") == 0) {
+		rc = add_uid(g, geteuid());
+	} else if (word[0] == '@') {
+		const char *group = word + 1;
+		if (group[0] == '\0')
+			return fail(p, "grant: '@' needs a group name or GID after it (%s)", hint);
+		if (group[0] >= '0' && group[0] <= '9') {
+			if (!parse_id(group, &id))
+				return fail(p, "grant: bad GID '%s' (%s)", group, hint);
+			rc = add_gid(g, (gid_t)id);
+		} else {
+			const struct group *gr = getgrnam(group);
+			if (gr == NULL)
+				return fail(p, "grant: unknown group '%s' (%s)", group, hint);
+			rc = add_gid(g, gr->gr_gid);
+		}
+	} else if (word[0] >= '0' && word[0] <= '9') {
+		if (!parse_id(word, &id))
+			return fail(p, "grant: bad uid '%s' (%s)", word, hint);
+		rc = add_uid(g, (uid_t)id);
+	} else {
+		const struct passwd *pw = getpwnam(word);
+		if (pw == NULL)
+			return fail(p, "grant: unknown user '%s' (%s)", word, hint);
+		rc = add_uid(g, pw->pw_uid);
+	}
+	return rc < 0 ? fail(p, "out of memory") : 0;
+}
+
+static int
+parse_grant(struct parser *p, const struct directive *d, char **args, size_t n)
+{
+	struct config *cfg = p->cfg;
+	char pattern[sizeof(cfg->grants[0].pattern)];
+	if (n < 3 || strcmp(args[1], "to") != 0)
+		return fail_usage(p, d);
+	size_t len = strlen(args[0]);
+	size_t normalized = args[0][0] == '*'
+		? hostname_normalize_pattern(args[0], len, pattern, sizeof(pattern))
+		: hostname_normalize(args[0], len, pattern, sizeof(pattern));
+	if (normalized == 0)
+		return fail(p, "grant: bad pattern '%s' (expected a host name, *.suffix or *)", args[0]);
+
+	/* Grant lines for one pattern accumulate into one entry. */
+	struct config_grant *g = NULL;
+	for (size_t i = 0; i < cfg->n_grants && g == NULL; i++)
+		if (strcmp(cfg->grants[i].pattern, pattern) == 0)
+			g = &cfg->grants[i];
+	if (g == NULL) {
+		struct config_grant *grown = realloc(cfg->grants, (cfg->n_grants + 1) * sizeof(*grown));
+		if (grown == NULL)
+			return fail(p, "out of memory");
+		cfg->grants = grown;
+		g = &cfg->grants[cfg->n_grants++];
+		memset(g, 0, sizeof(*g));
+		strcpy(g->pattern, pattern);
+		g->line = p->line;
+	}
+	for (size_t i = 2; i < n; i++)
+		if (add_principal(p, g, args[i]) < 0)
+			return -1;
+	return 0;
+}
+
+/* "tcp:HOST:PORT": HOST numeric (IPv6 in brackets) or a name resolved now;
+ * each address becomes one target. */
+static int
+add_tcp_target(struct parser *p, struct config_route *r, const char *word)
+{
+	static const char hint[] = "expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:9443, tcp:[::1]:9443 or tcp:backend.lan:443";
+	const char *spec = word + 4;
+	const char *host_start = spec, *host_end, *port;
+	if (spec[0] == '[') {
+		host_start = spec + 1;
+		host_end = strchr(host_start, ']');
+		if (host_end == NULL || host_end[1] != ':')
+			return fail(p, "route: bad target '%s' (%s)", word, hint);
+		port = host_end + 2;
+	} else {
+		host_end = strrchr(spec, ':');
+		if (host_end == NULL)
+			return fail(p, "route: target '%s' has no port (%s)", word, hint);
+		port = host_end + 1;
+	}
+	char host[256];
+	size_t host_len = (size_t)(host_end - host_start);
+	unsigned port_number;
+	if (host_len == 0 || host_len >= sizeof(host))
+		return fail(p, "route: bad host in '%s' (%s)", word, hint);
+	if (!parse_range(port, 1, 65535, &port_number))
+		return fail(p, "route: bad port in '%s' (expected 1..65535)", word);
+	memcpy(host, host_start, host_len);
+	host[host_len] = '\0';
+
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
+	int rc = getaddrinfo(host, port, &hints, &res);
+	if (rc != 0)
+		return fail(p, "route: cannot resolve '%s': %s (check the name, or use an address)", host,
+			    gai_strerror(rc));
+	int added = 0;
+	for (struct addrinfo *ai = res; ai != NULL && added < 8; ai = ai->ai_next) {
+		if (ai->ai_addrlen > sizeof(struct sockaddr_storage))
+			continue;
+		bool duplicate = false;
+		for (size_t i = 0; i < r->n_targets && !duplicate; i++)
+			duplicate = r->targets[i].addrlen == ai->ai_addrlen &&
+				    memcmp(&r->targets[i].addr, ai->ai_addr, ai->ai_addrlen) == 0;
+		if (duplicate)
+			continue;
+		struct config_target *grown = realloc(r->targets, (r->n_targets + 1) * sizeof(*grown));
+		if (grown == NULL) {
+			freeaddrinfo(res);
+			return fail(p, "out of memory");
+		}
+		r->targets = grown;
+		struct config_target *t = &r->targets[r->n_targets++];
+		memset(t, 0, sizeof(*t));
+		snprintf(t->text, sizeof(t->text), "%s", word);
+		memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
+		t->addrlen = ai->ai_addrlen;
+		t->weight = 1;
+		added++;
+	}
+	freeaddrinfo(res);
+	if (added == 0)
+		return fail(p, "route: '%s' resolves to no new address", word);
+	return added;
+}
+
+static int
+parse_route(struct parser *p, const struct directive *d, char **args, size_t n)
+{
+	struct config *cfg = p->cfg;
+	struct config_route r;
+	memset(&r, 0, sizeof(r));
+	r.line = p->line;
+	r.connect_timeout_ms = 5 * 1000;
+	r.idle_timeout_ms = 10 * 60 * 1000;
+	r.fail_after = 3;
+	r.retry_after_ms = 30 * 1000;
+	if (n < 3 || strcmp(args[1], "to") != 0)
+		return fail_usage(p, d);
+	size_t len = strlen(args[0]);
+	if ((args[0][0] == '*' ? hostname_normalize_pattern(args[0], len, r.pattern, sizeof(r.pattern))
+			       : hostname_normalize(args[0], len, r.pattern, sizeof(r.pattern))) == 0)
+		return fail(p, "route: bad pattern '%s' (expected a host name, *.suffix or *)", args[0]);
+	for (size_t i = 0; i < cfg->n_routes; i++)
+		if (strcmp(cfg->routes[i].pattern, r.pattern) == 0)
+			return fail(p, "route: %s already routed on line %d", r.pattern, cfg->routes[i].line);
+
+	int last_added = 0;
+	for (size_t i = 2; i < n; i++) {
+		const char *w = args[i];
+		if (strncmp(w, "tcp:", 4) == 0) {
+			if ((last_added = add_tcp_target(p, &r, w)) < 0)
+				goto fail;
+			continue;
+		}
+		if (i + 1 >= n) {
+			fail(p, "route: '%s' needs a value; expected '%s'", w, d->usage);
+			goto fail;
+		}
+		const char *v = args[++i];
+		bool ok = true;
+		if (strcmp(w, "weight") == 0) {
+			unsigned weight;
+			if (last_added == 0) {
+				fail(p, "route: 'weight' must follow a tcp: target");
+				goto fail;
+			}
+			ok = parse_range(v, 1, 1000, &weight);
+			for (size_t k = r.n_targets - (size_t)last_added; ok && k < r.n_targets; k++)
+				r.targets[k].weight = weight;
+			last_added = 0;
+		} else if (strcmp(w, "balance") == 0) {
+			if (strcmp(v, "round-robin") == 0)
+				r.balance = BALANCE_ROUND_ROBIN;
+			else if (strcmp(v, "least-conn") == 0)
+				r.balance = BALANCE_LEAST_CONN;
+			else
+				ok = false;
+		} else if (strcmp(w, "proxy") == 0) {
+			if (strcmp(v, "v1") == 0)
+				r.proxy_version = 1;
+			else if (strcmp(v, "v2") == 0)
+				r.proxy_version = 2;
+			else
+				ok = false;
+		} else if (strcmp(w, "connect-timeout") == 0) {
+			ok = parse_duration(v, &r.connect_timeout_ms);
+		} else if (strcmp(w, "idle-timeout") == 0) {
+			ok = parse_duration(v, &r.idle_timeout_ms);
+		} else if (strcmp(w, "fail-after") == 0) {
+			ok = parse_range(v, 1, 1000, &r.fail_after);
+		} else if (strcmp(w, "retry-after") == 0) {
+			ok = parse_duration(v, &r.retry_after_ms);
+		} else if (strcmp(w, "check") == 0) {
+			ok = parse_duration(v, &r.check_interval_ms);
+		} else {
+			fail(p, "route: unknown option '%s'; expected '%s'", w, d->usage);
+			goto fail;
+		}
+		if (!ok) {
+			fail(p, "route: bad value '%s' for %s", v, w);
+			goto fail;
+		}
+	}
+	if (r.n_targets == 0) {
+		fail(p, "route: %s has no tcp: target (local upstreams need no route line)", r.pattern);
+		goto fail;
+	}
+	struct config_route *grown = realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*grown));
+	if (grown == NULL) {
+		fail(p, "out of memory");
+		goto fail;
+	}
+	cfg->routes = grown;
+	cfg->routes[cfg->n_routes++] = r;
+	return 0;
+fail:
+	free(r.targets);
+	return -1;
+}
+
+static int
+parse_line(struct parser *p, char *line)
+{
+	char *words[CONFIG_WORDS_MAX];
+	size_t n = 0;
+	if (split_words(p, line, words, &n) < 0)
+		return -1;
+	if (n == 0)
+		return 0;
+
+	size_t i;
+	for (i = 0; i < N_DIRECTIVES; i++)
+		if (strcmp(words[0], directives[i].name) == 0)
+			break;
+	if (i == N_DIRECTIVES) {
+		char known[256] = "";
+		for (size_t k = 0; k < N_DIRECTIVES; k++) {
+			if (k > 0)
+				strcat(known, ", ");
+			strcat(known, directives[k].name);
+		}
+		return fail(p, "unknown directive '%s' (known: %s)", words[0], known);
+	}
+
+	const struct directive *d = &directives[i];
+	char **args = words + 1;
+	size_t n_args = n - 1;
+	if (d->kind == DIRECTIVE_LISTEN)
+		return parse_listen(p, d, args, n_args);
+	if (d->kind == DIRECTIVE_GRANT)
+		return parse_grant(p, d, args, n_args);
+	if (d->kind == DIRECTIVE_ROUTE)
+		return parse_route(p, d, args, n_args);
+
+	/* The rest take exactly one value and may appear once. */
+	if (n_args != 1)
+		return fail_usage(p, d);
+	if (p->set_on_line[i] != 0)
+		return fail(p, "%s: already set on line %d", d->name, p->set_on_line[i]);
+	p->set_on_line[i] = p->line;
+	unsigned *field = d->kind == DIRECTIVE_DURATION || d->kind == DIRECTIVE_COUNT
+		? (unsigned *)(void *)((char *)p->cfg + d->field) : NULL;
+	switch (d->kind) {
+	case DIRECTIVE_RUNTIME_DIR:
+		return parse_runtime_dir(p, args[0]);
+	case DIRECTIVE_ACCESS_LOG:
+		return parse_access_log(p, args[0]);
+	case DIRECTIVE_DURATION:
+		if (!parse_duration(args[0], field))
+			return fail(p, "%s: bad duration '%s' (expected e.g. 500ms, 10s or 2m; more than 0, at most 60m)",
+				    d->name, args[0]);
+		return 0;
+	case DIRECTIVE_COUNT:
+		if (!parse_range(args[0], 1, COUNT_MAX, field))
+			return fail(p, "%s: bad number '%s' (expected 1..%u)", d->name, args[0], COUNT_MAX);
+		return 0;
+	case DIRECTIVE_LISTEN:
+	case DIRECTIVE_GRANT:
+	case DIRECTIVE_ROUTE:
+		break;
+	}
+	return 0;
+}
+
+static void
+set_defaults(struct config *cfg, const char *label)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->source, sizeof(cfg->source), "%s", label);
+	config_default_runtime_dir(cfg->runtime_dir, sizeof(cfg->runtime_dir));
+	strcpy(cfg->access_log, "stderr");
+	cfg->peek_timeout_ms = 10 * 1000;
+	cfg->handoff_timeout_ms = 5 * 1000;
+	cfg->max_peeking = 4096;
+	cfg->max_per_ip = 64;
+	cfg->max_pending = 256;
+}
+
+int
+config_load_string(const char *text, const char *label, struct config *out, char *err, size_t errlen)
+{
+	struct config cfg;
+	struct parser p;
+	char line[CONFIG_LINE_MAX + 1];
+	set_defaults(&cfg, label);
+	memset(&p, 0, sizeof(p));
+	p.cfg = &cfg;
+	p.label = label;
+	p.err = err;
+	p.errlen = errlen;
+
+	for (const char *start = text; *start != '\0';) {
+		const char *end = strchr(start, '\n');
+		size_t len = end != NULL ? (size_t)(end - start) : strlen(start);
+		p.line++;
+		if (len > CONFIG_LINE_MAX) {
+			fail(&p, "line longer than %d bytes", CONFIG_LINE_MAX);
+			goto error;
+		}
+		memcpy(line, start, len);
+		line[len] = '\0';
+		if (parse_line(&p, line) < 0)
+			goto error;
+		start += len + (end != NULL);
+	}
+	if (cfg.n_listeners == 0) {
+		report(err, errlen, label, 0, "no 'listen' directive (add e.g. 'listen 127.0.0.1:8443 tls')");
+		goto error;
+	}
+	*out = cfg;
+	return 0;
+error:
+	config_free(&cfg);
+	memset(out, 0, sizeof(*out));
+	return -1;
+}
+
+int
+config_load_file(const char *path, struct config *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	FILE *f = fopen(path, "re");
+	if (f == NULL)
+		return report(err, errlen, path, 0, "cannot read: %s", strerror(errno));
+	char *text = malloc(CONFIG_FILE_MAX + 1);
+	if (text == NULL) {
+		fclose(f);
+		return report(err, errlen, path, 0, "cannot read: %s", strerror(ENOMEM));
+	}
+	/* Read one byte past the limit to tell "exactly at" from "over". */
+	size_t len = fread(text, 1, CONFIG_FILE_MAX + 1, f);
+	int read_errno = ferror(f) ? errno : 0;
+	fclose(f);
+	int rc = -1;
+	if (read_errno != 0) {
+		report(err, errlen, path, 0, "cannot read: %s", strerror(read_errno));
+	} else if (len > CONFIG_FILE_MAX) {
+		report(err, errlen, path, 0, "larger than %d bytes; is this the configuration file?",
+		       CONFIG_FILE_MAX);
+	} else {
+		text[len] = '\0';
+		const char *nul = memchr(text, '\0', len);
+		if (nul != NULL) {
+			int line = 1;
+			for (const char *c = text; c < nul; c++)
+				line += *c == '\n';
+			report(err, errlen, path, line, "NUL byte in line; is this a text file?");
+		} else {
+			rc = config_load_string(text, path, out, err, errlen);
+		}
+	}
+	free(text);
+	return rc;
+}
+
+void
+config_free(struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->n_grants; i++) {
+		free(cfg->grants[i].uids);
+		free(cfg->grants[i].gids);
+	}
+	free(cfg->grants);
+	free(cfg->listeners);
+	for (size_t i = 0; i < cfg->n_routes; i++)
+		free(cfg->routes[i].targets);
+	free(cfg->routes);
+	memset(cfg, 0, sizeof(*cfg));
+}
+
+/*
+ * The groups uid belongs to: its primary group and supplementary ones, as
+ * the group database says now. Returns the count (0 if uid has no passwd
+ * entry) and a malloc'd array in *out, or -1 on allocation failure.
+ */
+static int
+groups_of(uid_t uid, gid_t **out)
+{
+	*out = NULL;
+	const struct passwd *pw = getpwuid(uid);
+	if (pw == NULL)
+		return 0;
+	gid_t primary = pw->pw_gid;
+	char *user = strdup(pw->pw_name);	/* getgrouplist may reuse NSS buffers */
+	if (user == NULL)
+		return -1;
+	int n = 32;
+	/* getgrouplist reports the size it needs; the second try normally
+	 * fits, the third covers the group file changing in between. */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		gid_t *groups = malloc((size_t)n * sizeof(*groups));
+		if (groups == NULL)
+			break;
+		int want = n;
+		if (getgrouplist(user, primary, groups, &want) >= 0) {
+			free(user);
+			*out = groups;
+			return want;
+		}
+		free(groups);
+		n = want > n ? want : n * 2;
+	}
+	free(user);
+	return -1;
+}
+
+bool
+config_may_claim(const struct config *cfg, const char *name, uid_t uid)
+{
+	gid_t *groups = NULL;
+	int n_groups = -2;	/* not looked up yet; only group grants need it */
+	bool allowed = false;
+	for (size_t i = 0; i < cfg->n_grants && !allowed; i++) {
+		const struct config_grant *g = &cfg->grants[i];
+		if (!hostname_pattern_covers(g->pattern, name))
+			continue;
+		for (size_t k = 0; k < g->n_uids && !allowed; k++)
+			allowed = g->uids[k] == uid;
+		if (allowed || g->n_gids == 0)
+			continue;
+		if (n_groups == -2)
+			n_groups = groups_of(uid, &groups);
+		for (size_t k = 0; k < g->n_gids && !allowed; k++)
+			for (int m = 0; m < n_groups && !allowed; m++)
+				allowed = groups[m] == g->gids[k];
+	}
+	free(groups);
+	return allowed;
+}
+
+bool
+config_is_trusted(const struct config_listener *l, const struct sockaddr_storage *addr)
+{
+	const unsigned char *a;
+	int family = addr->ss_family;
+	unsigned char mapped[4];
+	if (family == AF_INET) {
+		a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)addr)->sin_addr;
+	} else if (family == AF_INET6) {
+		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr;
+		a = a6->s6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a6)) {	/* a dual-stack listener sees IPv4 clients this way */
+			memcpy(mapped, a + 12, 4);
+			a = mapped;
+			family = AF_INET;
+		}
+	} else {
+		return false;
+	}
+	for (size_t i = 0; i < l->n_trusted; i++) {
+		const struct config_cidr *c = &l->trusted[i];
+		if (c->family != family)
+			continue;
+		unsigned full = c->prefix / 8, rest = c->prefix % 8;
+		if (memcmp(a, c->addr, full) != 0)
+			continue;
+		if (rest != 0) {
+			unsigned char mask = (unsigned char)(0xff << (8 - rest));
+			if ((a[full] & mask) != (c->addr[full] & mask))
+				continue;
+		}
+		return true;
+	}
+	return false;
+}
+
+void
+config_default_runtime_dir(char *buf, size_t bufsize)
+{
+	uid_t euid = geteuid();
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	if (euid == 0)
+		snprintf(buf, bufsize, "/run/handoff");
+	else if (xdg != NULL && xdg[0] != '\0')
+		snprintf(buf, bufsize, "%s/handoff", xdg);
+	else
+		snprintf(buf, bufsize, "/tmp/handoff-%lu", (unsigned long)euid);
+}

@@ -1,0 +1,117 @@
+/* config.h - the daemon's configuration: load, validate, query grants. */
+#ifndef HANDOFF_CONFIG_H
+#define HANDOFF_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+enum listener_proto {
+	LISTENER_TLS = 1,	/* route by TLS SNI */
+	LISTENER_HTTP = 2,	/* route by HTTP/1 Host */
+};
+
+/* A trusted source of PROXY protocol headers: address/prefix. */
+struct config_cidr {
+	int family;			/* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned prefix;
+};
+
+#define CONFIG_MAX_TRUSTED 16
+
+struct config_listener {
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	enum listener_proto proto;
+	int v6only;			/* -1: leave the system default, 0 or 1 */
+	int backlog;
+	char default_name[256];		/* route for unnamed/unknown names, "" if none */
+	char text[80];			/* "127.0.0.1:8443" / "[::]:443", for logs */
+	int line;			/* where it was declared */
+	struct config_cidr trusted[CONFIG_MAX_TRUSTED];	/* accept-proxy sources */
+	size_t n_trusted;		/* 0: no PROXY header expected */
+};
+
+enum balance {
+	BALANCE_ROUND_ROBIN = 0,	/* smooth weighted round robin */
+	BALANCE_LEAST_CONN,		/* fewest active connections per weight */
+};
+
+/* One TCP address a route relays to (a host name yields one per address). */
+struct config_target {
+	char text[300];			/* "tcp:HOST:PORT" as written */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	unsigned weight;
+};
+
+struct config_route {
+	char pattern[256];		/* name, *.suffix or * */
+	struct config_target *targets;
+	size_t n_targets;
+	enum balance balance;
+	int proxy_version;		/* PROXY header sent to TCP targets: 0 (none), 1 or 2 */
+	unsigned connect_timeout_ms;
+	unsigned idle_timeout_ms;	/* relayed connection with no byte either way */
+	unsigned fail_after;		/* consecutive failures that take a target out */
+	unsigned retry_after_ms;	/* ... for this long */
+	unsigned check_interval_ms;	/* active TCP connect checks; 0 = passive only */
+	int line;
+};
+
+struct config_grant {			/* one per pattern; grant lines for it accumulate */
+	char pattern[256];		/* "a.example", "*.apps.example" or "*" */
+	uid_t *uids;
+	size_t n_uids;
+	gid_t *gids;			/* any member of these groups may claim */
+	size_t n_gids;
+	int line;
+};
+
+struct config {
+	char source[PATH_MAX];		/* file name, or "(built-in)" */
+	char runtime_dir[PATH_MAX];
+	char access_log[PATH_MAX];	/* "stderr", "off" or a file path */
+	unsigned peek_timeout_ms;	/* total time to learn the name */
+	unsigned handoff_timeout_ms;	/* longest wait for room at a busy upstream */
+	unsigned max_peeking;		/* connections in the peek phase, all listeners */
+	unsigned max_per_ip;		/* peek-phase connections per client address */
+	unsigned max_pending;		/* connections waiting per upstream */
+	struct config_listener *listeners;
+	size_t n_listeners;
+	struct config_grant *grants;
+	size_t n_grants;
+	struct config_route *routes;
+	size_t n_routes;
+};
+
+/* The configuration used when no -c is given (the demo). */
+extern const char config_builtin[];
+
+/*
+ * Parse a configuration. On error return -1 and write one line,
+ * "FILE:LINE: what is wrong (what to do)", into err, and leave *out empty
+ * (config_free on it is harmless). On success return 0; release with
+ * config_free(). *out is overwritten, not freed, in both cases.
+ * config_load_string names the text label in messages and in source.
+ */
+int config_load_file(const char *path, struct config *out, char *err, size_t errlen);
+int config_load_string(const char *text, const char *label, struct config *out,
+		       char *err, size_t errlen);
+void config_free(struct config *cfg);
+
+/* True if some grant covering name (exact, wildcard or pattern) lists uid,
+ * directly or through membership of a granted group. */
+bool config_may_claim(const struct config *cfg, const char *name, uid_t uid);
+
+/* True if addr lies in one of the listener's accept-proxy sources. */
+bool config_is_trusted(const struct config_listener *l, const struct sockaddr_storage *addr);
+
+/* Default runtime directory for the calling user: libhandoff's rule without
+ * $HANDOFF_RUNTIME_DIR, which the daemon ignores. */
+void config_default_runtime_dir(char *buf, size_t bufsize);
+
+#endif
