@@ -1,0 +1,46 @@
+/* wire.h - the datagram the daemon sends to a local upstream with each connection. */
+#ifndef HANDOFF_WIRE_H
+#define HANDOFF_WIRE_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+/*
+ * One handed-off connection = one SOCK_DGRAM message on the upstream's Unix
+ * socket: this fixed header as the payload, and exactly one descriptor (the
+ * client's TCP socket) in an SCM_RIGHTS control message. Both ends run on the
+ * same host, so fields are in host byte order. A receiver accepts any message
+ * whose magic matches, whose version it knows and whose size is at least the
+ * size of the version it knows; newer versions only append fields.
+ */
+#define WIRE_MAGIC	0x46464f48u	/* "HOFF" in little-endian memory */
+#define WIRE_VERSION	1
+
+enum wire_protocol {
+	WIRE_PROTO_TLS = 1,
+	WIRE_PROTO_HTTP = 2,
+};
+
+struct wire_header {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t size;			/* sizeof(struct wire_header) of the sender */
+	uint8_t protocol;		/* enum wire_protocol */
+	uint8_t name_len;		/* bytes in name, 0 if the client sent none */
+	uint8_t alpn_len;		/* bytes in alpn (TLS ALPN list, wire form) */
+	uint8_t flags;			/* reserved, 0 */
+	uint32_t local_len;		/* valid bytes in local */
+	uint32_t peer_len;		/* valid bytes in peer */
+	uint64_t accepted_us;		/* CLOCK_REALTIME microseconds at accept */
+	struct sockaddr_storage local;	/* the listener's address the client reached */
+	struct sockaddr_storage peer;	/* the client's address as the daemon knows it */
+	char name[256];			/* normalised name, NUL-terminated */
+	uint8_t alpn[256];
+};
+
+#define WIRE_DIR_UPSTREAMS	"upstreams"	/* under the runtime directory */
+#define WIRE_SOCK_SUFFIX	".sock"
+#define WIRE_NAMES_SUFFIX	".names"
+#define WIRE_STATUS_SUFFIX	".status"	/* written by the daemon: "registered" / "refused: why" */
+
+#endif
