@@ -15,7 +15,9 @@
  *                  label, pid, name (the daemon's header, "-" if none),
  *                  sni ("-" if none), alpn (negotiated, "-" if none),
  *                  client (getpeername), local (getsockname) as IP:PORT
- *                  ("[IPv6]:PORT" for IPv6), proto (tls or http)
+ *                  ("[IPv6]:PORT" for IPv6), peer (the client as the daemon
+ *                  knows it: differs from client only behind a balancer that
+ *                  sends PROXY headers), proto (tls or http)
  *   GET /bytes/N   200 application/octet-stream, N bytes (N <= 2^34) where
  *                  byte i is (i * 7 + 13) & 0xff; plain HTTP sends it with
  *                  sendfile() from a memfd, TLS with SSL_write
@@ -212,7 +214,7 @@ static int send_response(struct connection *c, const char *status, const char *t
 
 static int serve_info(struct connection *c, bool keep_alive)
 {
-	char body[1024], client[80], local[80], alpn[256] = "-";
+	char body[1024], client[80], local[80], peer[80], alpn[256] = "-";
 	const char *sni = "-";
 	int n;
 
@@ -228,10 +230,11 @@ static int serve_info(struct connection *c, bool keep_alive)
 	}
 	socket_address(c->fd, true, client, sizeof(client));
 	socket_address(c->fd, false, local, sizeof(local));
+	format_address(&c->info.peer, peer, sizeof(peer));
 	n = snprintf(body, sizeof(body),
-		     "label=%s\npid=%ld\nname=%s\nsni=%s\nalpn=%s\nclient=%s\nlocal=%s\nproto=%s\n",
+		     "label=%s\npid=%ld\nname=%s\nsni=%s\nalpn=%s\nclient=%s\nlocal=%s\npeer=%s\nproto=%s\n",
 		     label, (long)getpid(), c->info.name[0] ? c->info.name : "-", sni, alpn,
-		     client, local, c->ssl ? "tls" : "http");
+		     client, local, peer, c->ssl ? "tls" : "http");
 	if (n < 0 || (size_t)n >= sizeof(body))
 		return -1;
 	if (send_response(c, "200 OK", "text/plain", (uint64_t)n, keep_alive) < 0)

@@ -1,0 +1,402 @@
+/* conn.c - the peek phase of a client connection, its deadline and its single destructor. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "http_host.h"
+#include "iplimit.h"
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "proxy_proto.h"
+#include "route.h"
+#include "tcp_target.h"
+#include "tls_hello.h"
+#include "upstream.h"
+
+/* Connections closed during a loop batch, freed after it (see loop.h). */
+static TAILQ_HEAD(, conn) dead_conns = TAILQ_HEAD_INITIALIZER(dead_conns);
+/* Every connection not yet closed, so shutdown can release them all. */
+static TAILQ_HEAD(, conn) live_conns = TAILQ_HEAD_INITIALIZER(live_conns);
+
+/* Peeking never consumes, so the bytes stay in the kernel and one buffer
+ * serves every connection: each readable event peeks the whole prefix
+ * again and re-parses it from byte 0. A connection costs its struct only. */
+static uint8_t peek_buf[PEEK_MAX];
+
+static const char *const outcome_names[OUTCOME_COUNT] = {
+	[OUTCOME_HANDOFF] = "handoff",
+	[OUTCOME_NO_ROUTE] = "no-route",
+	[OUTCOME_INVALID] = "invalid",
+	[OUTCOME_TIMEOUT] = "timeout",
+	[OUTCOME_REFUSED] = "refused",
+	[OUTCOME_CLOSED] = "closed",
+	[OUTCOME_RELAYED] = "relayed",
+	[OUTCOME_FAILED] = "failed",
+};
+
+const char *
+outcome_name(enum outcome outcome)
+{
+	return outcome < OUTCOME_COUNT ? outcome_names[outcome] : "?";
+}
+
+void
+conns_reap(void)
+{
+	struct conn *c;
+	while ((c = TAILQ_FIRST(&dead_conns)) != NULL) {
+		TAILQ_REMOVE(&dead_conns, c, queue);
+		free(c);
+	}
+}
+
+static void
+log_access(const struct conn *c, enum outcome outcome, const char *upstream_id, const char *why)
+{
+	const struct config_listener *lc = c->listener->cfg;
+	char relay_text[128] = "";
+	if (outcome == OUTCOME_RELAYED)
+		snprintf(relay_text, sizeof(relay_text), " bytes_up=%llu bytes_down=%llu duration_ms=%llu",
+			 (unsigned long long)c->relayed.bytes_up, (unsigned long long)c->relayed.bytes_down,
+			 (unsigned long long)(c->relayed.duration_us / 1000));
+	accesslog_write("client=%s%s%s listener=%s proto=%s name=%s upstream=%s outcome=%s peek_us=%llu%s%s%s%s",
+			c->peer_text, c->via_text[0] ? " via=" : "", c->via_text, lc->text, lc->proto == LISTENER_TLS ? "tls" : "http",
+			c->has_name && c->peek.name[0] ? c->peek.name : "-",
+			upstream_id ? upstream_id : "-", outcome_name(outcome),
+			(unsigned long long)c->peek_us, relay_text,
+			why ? " why=\"" : "", why ? why : "", why ? "\"" : "");
+}
+
+/* Leave the peek phase: give back the global and per-address slots. */
+static void
+end_peek_phase(struct conn *c)
+{
+	if (c->state != CONN_PEEKING)
+		return;
+	server.n_peeking--;
+	iplimit_release(c->ip_slot);
+	c->ip_slot = NULL;
+	if (listeners_paused() && server.n_peeking < server.cfg.max_peeking)
+		listeners_resume();
+}
+
+/* The one destructor. Stops watching, forgets timers and queues, closes
+ * our descriptor (unless a handoff already did), logs, and defers free. */
+static void
+conn_destroy(struct conn *c, enum outcome outcome, const char *upstream_id, const char *why)
+{
+	if (c->state == CONN_DONE)
+		return;
+	if (c->relay != NULL) {
+		/* relay_abort closes both sockets and comes back through
+		 * conn_relay_done, which finishes the job. */
+		relay_abort(c->relay, why);
+		return;
+	}
+	if (c->peek_us == 0)
+		c->peek_us = loop_now_us() - c->accepted_us;
+	end_peek_phase(c);
+	if (c->state == CONN_WAITING)
+		upstream_unqueue(c);
+	if (c->state == CONN_CONNECTING)
+		tcp_target_abandon(c);
+	loop_timer_cancel(server.loop, &c->deadline);
+	loop_io_del(server.loop, &c->io);
+	if (c->io.fd >= 0) {
+		close(c->io.fd);
+		c->io.fd = -1;
+	}
+	c->state = CONN_DONE;
+	server.outcomes[outcome]++;
+	log_access(c, outcome, upstream_id, why);
+	TAILQ_REMOVE(&live_conns, c, queue);
+	TAILQ_INSERT_TAIL(&dead_conns, c, queue);
+}
+
+void
+conn_handed_off(struct conn *c, const char *upstream_id)
+{
+	conn_destroy(c, OUTCOME_HANDOFF, upstream_id, NULL);
+}
+
+void
+conn_relay_done(void *arg, const char *why, const struct relay_stats *stats)
+{
+	struct conn *c = arg;
+	c->relay = NULL;
+	c->relayed = *stats;
+	server.bytes_relayed += stats->bytes_up + stats->bytes_down;
+	struct target *t = c->target;
+	c->target = NULL;
+	if (t != NULL)
+		t->active--;
+	conn_destroy(c, OUTCOME_RELAYED, t ? t->label : NULL, why);
+}
+
+/* Fatal TLS alerts in a TLS 1.0 record header that every client version
+ * accepts: unrecognized_name (112) when no upstream serves the name,
+ * internal_error (80) when its targets failed. */
+static const uint8_t tls_alert_unrecognized_name[] = { 0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x70 };
+static const uint8_t tls_alert_internal_error[] = { 0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x50 };
+static const char http_503[] =
+	"HTTP/1.1 503 Service Unavailable\r\n"
+	"Content-Type: text/plain\r\n"
+	"Content-Length: 20\r\n"
+	"Connection: close\r\n"
+	"\r\n"
+	"no upstream for host\n";
+static const char http_502[] =
+	"HTTP/1.1 502 Bad Gateway\r\n"
+	"Content-Type: text/plain\r\n"
+	"Content-Length: 20\r\n"
+	"Connection: close\r\n"
+	"\r\n"
+	"upstream unreachable\n";
+static const char http_400[] =
+	"HTTP/1.1 400 Bad Request\r\n"
+	"Content-Type: text/plain\r\n"
+	"Content-Length: 12\r\n"
+	"Connection: close\r\n"
+	"\r\n"
+	"bad request\n";
+
+/* Tell the client why before closing. This happens only to connections that
+ * were never handed off, so reading from the socket is ours to do: the bytes
+ * already peeked are consumed first, so that close() sends FIN rather than
+ * the RST the kernel sends when unread data is discarded. */
+static void
+send_refusal(struct conn *c, enum outcome outcome)
+{
+	const void *msg = NULL;
+	size_t len = 0;
+	bool tls = c->listener->cfg->proto == LISTENER_TLS;
+	if (outcome == OUTCOME_NO_ROUTE || outcome == OUTCOME_REFUSED) {
+		msg = tls ? (const void *)tls_alert_unrecognized_name : (const void *)http_503;
+		len = tls ? sizeof(tls_alert_unrecognized_name) : sizeof(http_503) - 1;
+	} else if (outcome == OUTCOME_FAILED) {
+		msg = tls ? (const void *)tls_alert_internal_error : (const void *)http_502;
+		len = tls ? sizeof(tls_alert_internal_error) : sizeof(http_502) - 1;
+	} else if (outcome == OUTCOME_INVALID && !tls) {
+		msg = http_400;
+		len = sizeof(http_400) - 1;
+	}
+	if (msg == NULL || c->io.fd < 0)
+		return;
+	while (recv(c->io.fd, peek_buf, sizeof(peek_buf), MSG_DONTWAIT) > 0)
+		;
+	/* Best effort and non-blocking: a few hundred bytes fit any send buffer. */
+	(void)send(c->io.fd, msg, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+void
+conn_reject(struct conn *c, enum outcome outcome, const char *why)
+{
+	if (c->state == CONN_DONE)
+		return;
+	send_refusal(c, outcome);
+	conn_destroy(c, outcome, NULL, why);
+}
+
+static void
+on_deadline(struct loop_timer *timer)
+{
+	struct conn *c = container_of(timer, struct conn, deadline);
+	if (c->state == CONN_CONNECTING)
+		tcp_target_connect_failed(c, "connect timeout");
+	else if (c->state == CONN_PEEKING)
+		conn_reject(c, OUTCOME_TIMEOUT, "no complete hello/request before peek-timeout");
+	else
+		conn_reject(c, OUTCOME_REFUSED, "upstream busy past handoff-timeout");
+}
+
+void
+conn_wait(struct conn *c, struct target *t)
+{
+	c->state = CONN_WAITING;
+	c->waiting_at = t;
+	loop_timer_arm(server.loop, &c->deadline, server.cfg.handoff_timeout_ms);
+}
+
+/*
+ * A listener behind a load balancer: a connection from a trusted source
+ * starts with a PROXY header naming the real client. The header is for us,
+ * so it is consumed (read for real) before anything is handed off or
+ * relayed; the client's own bytes stay unread. Returns 1 when done, 0 to
+ * wait for more bytes, -1 after rejecting c.
+ */
+static int
+consume_proxy_header(struct conn *c, size_t peeked)
+{
+	struct proxy_result pr;
+	switch (proxy_proto_parse(peek_buf, peeked, &pr)) {
+	case PEEK_NEED_MORE:
+		return 0;
+	case PEEK_FOUND:
+		break;
+	default:
+		log_info("invalid PROXY header from %s on %s: %s", c->peer_text, c->listener->cfg->text,
+			 pr.why ? pr.why : "malformed");
+		conn_reject(c, OUTCOME_INVALID, pr.why ? pr.why : "invalid PROXY header");
+		return -1;
+	}
+	if (recv(c->io.fd, peek_buf, pr.header_len, MSG_DONTWAIT) != (ssize_t)pr.header_len) {
+		conn_reject(c, OUTCOME_CLOSED, "cannot consume the PROXY header");
+		return -1;
+	}
+	c->proxy_header_done = true;
+	if (pr.is_local)
+		return 1;	/* a health check of the balancer itself: keep our view */
+	snprintf(c->via_text, sizeof(c->via_text), "%s", c->peer_text);
+	c->peer = pr.src;
+	c->peer_len = pr.src.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+	net_addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
+	/* Limits apply to the real client, not to the balancer. */
+	iplimit_release(c->ip_slot);
+	c->ip_slot = iplimit_acquire(&c->peer, server.cfg.max_per_ip);
+	if (c->ip_slot == NULL) {
+		conn_reject(c, OUTCOME_REFUSED, "max-per-ip connections peeking from this address");
+		return -1;
+	}
+	return 1;
+}
+
+/* Peek at everything the client sent so far and ask the listener's parser. */
+static void
+conn_peek(struct conn *c, uint32_t revents)
+{
+	if (!c->proxy_header_done && c->listener->cfg->n_trusted > 0 &&
+	    config_is_trusted(c->listener->cfg, &c->peer)) {
+		ssize_t got = recv(c->io.fd, peek_buf, PROXY_V2_MAX, MSG_PEEK | MSG_DONTWAIT);
+		if (got == 0) {
+			conn_reject(c, OUTCOME_CLOSED, "client closed before sending a PROXY header");
+			return;
+		}
+		if (got < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				conn_reject(c, OUTCOME_CLOSED, strerror(errno));
+			return;
+		}
+		int rc = consume_proxy_header(c, (size_t)got);
+		if (rc <= 0) {
+			if (rc == 0 && (revents & (EPOLLRDHUP | EPOLLHUP)))
+				conn_reject(c, OUTCOME_CLOSED, "client closed in the middle of its PROXY header");
+			return;
+		}
+	}
+	ssize_t n = recv(c->io.fd, peek_buf, sizeof(peek_buf), MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0) {
+		conn_reject(c, OUTCOME_CLOSED, "client closed before sending a name");
+		return;
+	}
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;	/* no data yet (or only a PROXY header so far); edge-triggered */
+		conn_reject(c, OUTCOME_CLOSED, strerror(errno));
+		return;
+	}
+	memset(&c->peek, 0, sizeof(c->peek));
+	enum peek_status st = c->listener->cfg->proto == LISTENER_TLS
+		? tls_hello_parse(peek_buf, (size_t)n, &c->peek)
+		: http_host_parse(peek_buf, (size_t)n, &c->peek);
+	switch (st) {
+	case PEEK_NEED_MORE:
+		if ((size_t)n >= sizeof(peek_buf)) {
+			conn_reject(c, OUTCOME_INVALID, "no decision within 16 KiB");
+		} else if (revents & (EPOLLRDHUP | EPOLLHUP)) {
+			/* No more bytes can come: the deadline would only delay the end. */
+			conn_reject(c, OUTCOME_CLOSED, "client closed in the middle of its hello/request");
+		}
+		return;	/* edge-triggered: the next segment brings the next event */
+	case PEEK_INVALID:
+		c->peek_us = loop_now_us() - c->accepted_us;
+		log_info("invalid %s from %s on %s: %s",
+			 c->listener->cfg->proto == LISTENER_TLS ? "ClientHello" : "request head",
+			 c->peer_text, c->listener->cfg->text, c->peek.why ? c->peek.why : "malformed");
+		conn_reject(c, OUTCOME_INVALID, c->peek.why);
+		return;
+	case PEEK_FOUND:
+	case PEEK_NO_NAME:
+		c->peek_us = loop_now_us() - c->accepted_us;
+		c->has_name = st == PEEK_FOUND;
+		if (!c->has_name)
+			c->peek.name[0] = '\0';
+		break;
+	}
+	/* The name is known: stop watching the client (an upstream may own the
+	 * socket within microseconds) and leave the peek phase. */
+	end_peek_phase(c);
+	loop_timer_cancel(server.loop, &c->deadline);
+	loop_io_del(server.loop, &c->io);
+	c->state = CONN_WAITING;	/* until dispatch says otherwise */
+	c->waiting_at = NULL;
+	route_dispatch(c);
+}
+
+static void
+on_client_event(struct loop_io *io, uint32_t revents)
+{
+	struct conn *c = container_of(io, struct conn, io);
+	if (c->state == CONN_PEEKING)
+		conn_peek(c, revents);
+}
+
+void
+conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *peer, socklen_t peer_len)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		log_warnx("out of memory: closing a new connection");
+		close(fd);
+		return;
+	}
+	c->io.fd = fd;
+	c->io.cb = on_client_event;
+	c->server_io.fd = -1;
+	c->deadline.cb = on_deadline;
+	c->listener = listener;
+	c->state = CONN_PEEKING;
+	c->peer = *peer;
+	c->peer_len = peer_len;
+	c->local_len = sizeof(c->local);
+	if (getsockname(fd, (struct sockaddr *)&c->local, &c->local_len) < 0)
+		c->local_len = 0;
+	net_addr_text(peer, c->peer_text, sizeof(c->peer_text));
+	c->accepted_us = loop_now_us();
+	c->accepted_real_us = net_realtime_us();
+	TAILQ_INSERT_TAIL(&live_conns, c, queue);
+	server.accepted++;
+	server.n_peeking++;
+
+	c->ip_slot = iplimit_acquire(peer, server.cfg.max_per_ip);
+	if (c->ip_slot == NULL) {
+		conn_reject(c, OUTCOME_REFUSED, "max-per-ip connections peeking from this address");
+		return;
+	}
+	/* Edge-triggered: data that stays queued (we only peek) must not keep
+	 * the socket readable in every epoll_wait. Adding reports data that
+	 * arrived before the registration, so nothing is missed. */
+	if (loop_io_add(server.loop, &c->io, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0 ||
+	    loop_timer_arm(server.loop, &c->deadline, server.cfg.peek_timeout_ms) < 0) {
+		log_warn("cannot watch connection from %s", c->peer_text);
+		conn_reject(c, OUTCOME_REFUSED, "internal error");
+		return;
+	}
+	if (server.n_peeking >= server.cfg.max_peeking)
+		listeners_pause("max-peeking reached", 0);
+}
+
+void
+conns_close_all(void)
+{
+	struct conn *c;
+	while ((c = TAILQ_FIRST(&live_conns)) != NULL)
+		conn_destroy(c, OUTCOME_CLOSED, NULL, "daemon stopping");
+	conns_reap();
+}

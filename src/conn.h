@@ -1,0 +1,82 @@
+/* conn.h - one client connection from accept to handoff or rejection. */
+#ifndef HANDOFF_CONN_H
+#define HANDOFF_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "loop.h"
+#include "peek.h"
+#include "relay.h"
+#include "server.h"
+
+struct listener;
+struct target;
+struct iplimit_entry;
+struct config_route;
+
+#define CONN_MAX_TRIED 16	/* targets remembered as failed for one connection */
+
+enum conn_state {
+	CONN_PEEKING,	/* reading the first bytes with MSG_PEEK */
+	CONN_WAITING,	/* name known; being routed, or queued at a busy upstream */
+	CONN_CONNECTING,	/* connecting to a TCP target */
+	CONN_RELAYING,	/* bytes relayed to a TCP target (relay.c owns the sockets) */
+	CONN_DONE,	/* closed or handed off; freed after the current batch */
+};
+
+struct conn {
+	struct loop_io io;		/* io.fd is the client socket, -1 once released */
+	struct loop_timer deadline;	/* peek, then handoff or connect deadline */
+	enum conn_state state;
+	struct listener *listener;
+	struct iplimit_entry *ip_slot;	/* held while peeking */
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	struct sockaddr_storage local;
+	socklen_t local_len;
+	char peer_text[64];
+	char via_text[64];		/* accept-proxy: the balancer's address, else "" */
+	uint64_t accepted_us;		/* monotonic */
+	uint64_t accepted_real_us;	/* wall clock, for the handoff header */
+	uint64_t peek_us;		/* time from accept to a parser's answer */
+	bool has_name;
+	struct peek_result peek;	/* name and ALPN once known */
+	bool proxy_header_done;		/* accept-proxy: the PROXY header was consumed */
+	struct target *waiting_at;	/* CONN_WAITING: whose queue holds us */
+	TAILQ_ENTRY(conn) queue;	/* link in that queue, or in the free list */
+	const struct target *tried[CONN_MAX_TRIED];	/* failed targets: compared, never dereferenced */
+	unsigned n_tried;
+	struct loop_io server_io;	/* CONN_CONNECTING: the socket to the target */
+	struct target *target;		/* CONN_CONNECTING / CONN_RELAYING */
+	const struct config_route *route_cfg;	/* the target's route */
+	struct relay *relay;		/* CONN_RELAYING */
+	struct relay_stats relayed;
+};
+
+/* Take ownership of a freshly accepted, non-blocking client socket. */
+void conn_accepted(struct listener *listener, int fd,
+		   const struct sockaddr_storage *peer, socklen_t peer_len);
+
+/* The connection was handed to upstream_id: our copy is closed, logged, freed. */
+void conn_handed_off(struct conn *c, const char *upstream_id);
+
+/* Refuse the connection with outcome: for NO_ROUTE the client is told
+ * (TLS unrecognized_name alert, HTTP 503) before the close. Idempotent. */
+void conn_reject(struct conn *c, enum outcome outcome, const char *why);
+
+/* Start waiting at a busy upstream (arms the handoff deadline). */
+void conn_wait(struct conn *c, struct target *t);
+
+/* A relayed connection ended (relay.c's done callback; arg is the conn). */
+void conn_relay_done(void *arg, const char *why, const struct relay_stats *stats);
+
+/* Close every live connection (shutdown of the daemon). */
+void conns_close_all(void);
+
+/* Free connections closed during the last loop batch. */
+void conns_reap(void);
+
+#endif

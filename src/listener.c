@@ -1,0 +1,207 @@
+/* listener.c - bind the configured TCP listeners, accept in batches, survive EMFILE. */
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "server.h"
+
+/* Accepts per readable event before giving other descriptors a turn. */
+#define ACCEPT_BATCH 64
+/* How long to stop accepting when the process is out of descriptors. */
+#define EMFILE_PAUSE_MS 1000
+
+static struct listener *listeners;
+static size_t n_listeners;
+static bool paused;
+static struct loop_timer resume_timer;
+/* A descriptor held in reserve: released on EMFILE so that one pending
+ * connection can be accepted and closed, which tells that client something
+ * instead of leaving it hanging in the backlog. */
+static int spare_fd = -1;
+
+static void
+reserve_spare_fd(void)
+{
+	if (spare_fd < 0)
+		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void on_accept(struct loop_io *io, uint32_t revents);
+
+static int
+open_one(struct listener *l, char *err, size_t errlen)
+{
+	const struct config_listener *lc = l->cfg;
+	int one = 1;
+	int fd = socket(lc->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		goto fail;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	if (lc->addr.ss_family == AF_INET6 && lc->v6only >= 0 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &lc->v6only, sizeof(lc->v6only)) < 0)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&lc->addr, lc->addrlen) < 0)
+		goto fail;
+	if (listen(fd, lc->backlog) < 0)
+		goto fail;
+	l->io.fd = fd;
+	l->io.cb = on_accept;
+	if (loop_io_add(server.loop, &l->io, EPOLLIN) < 0)
+		goto fail;
+	return 0;
+fail:
+	snprintf(err, errlen, "%s:%d: cannot listen on %s: %s%s", server.cfg.source, lc->line,
+		 lc->text, strerror(errno),
+		 errno == EADDRINUSE ? " (another program holds this port; stop it or change the address)" :
+		 errno == EACCES ? " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" : "");
+	if (fd >= 0)
+		close(fd);
+	l->io.fd = -1;
+	return -1;
+}
+
+int
+listeners_open(char *err, size_t errlen)
+{
+	n_listeners = server.cfg.n_listeners;
+	listeners = calloc(n_listeners, sizeof(*listeners));
+	if (listeners == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n_listeners; i++) {
+		listeners[i].cfg = &server.cfg.listeners[i];
+		listeners[i].io.fd = -1;
+	}
+	for (size_t i = 0; i < n_listeners; i++) {
+		if (open_one(&listeners[i], err, errlen) < 0) {
+			listeners_close();
+			return -1;
+		}
+		log_info("listening on %s (%s)", listeners[i].cfg->text,
+			 listeners[i].cfg->proto == LISTENER_TLS ? "tls" : "http");
+	}
+	reserve_spare_fd();
+	return 0;
+}
+
+void
+listeners_close(void)
+{
+	for (size_t i = 0; i < n_listeners; i++) {
+		if (listeners[i].io.fd < 0)
+			continue;
+		loop_io_del(server.loop, &listeners[i].io);
+		close(listeners[i].io.fd);
+		listeners[i].io.fd = -1;
+	}
+	free(listeners);
+	listeners = NULL;
+	n_listeners = 0;
+	loop_timer_cancel(server.loop, &resume_timer);
+	if (spare_fd >= 0)
+		close(spare_fd);
+	spare_fd = -1;
+	paused = false;
+}
+
+bool
+listeners_paused(void)
+{
+	return paused;
+}
+
+static void
+on_resume_timer(struct loop_timer *t)
+{
+	(void)t;
+	reserve_spare_fd();
+	if (server.n_peeking < server.cfg.max_peeking)
+		listeners_resume();
+	else
+		loop_timer_arm(server.loop, &resume_timer, EMFILE_PAUSE_MS);
+}
+
+void
+listeners_pause(const char *why, unsigned resume_after_ms)
+{
+	if (!paused) {
+		log_warnx("not accepting new connections: %s", why);
+		for (size_t i = 0; i < n_listeners; i++)
+			if (listeners[i].io.fd >= 0)
+				loop_io_mod(server.loop, &listeners[i].io, 0);
+		paused = true;
+	}
+	if (resume_after_ms > 0) {
+		resume_timer.cb = on_resume_timer;
+		loop_timer_arm(server.loop, &resume_timer, resume_after_ms);
+	}
+}
+
+void
+listeners_resume(void)
+{
+	if (!paused)
+		return;
+	for (size_t i = 0; i < n_listeners; i++)
+		if (listeners[i].io.fd >= 0)
+			loop_io_mod(server.loop, &listeners[i].io, EPOLLIN);
+	paused = false;
+	loop_timer_cancel(server.loop, &resume_timer);
+	log_info("accepting new connections again");
+}
+
+static void
+handle_fd_exhaustion(struct listener *l)
+{
+	if (spare_fd >= 0) {
+		close(spare_fd);
+		spare_fd = -1;
+		int fd = accept4(l->io.fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd >= 0)
+			close(fd);
+	}
+	listeners_pause("out of file descriptors", EMFILE_PAUSE_MS);
+}
+
+static void
+on_accept(struct loop_io *io, uint32_t revents)
+{
+	(void)revents;
+	struct listener *l = container_of(io, struct listener, io);
+	for (int i = 0; i < ACCEPT_BATCH && !paused; i++) {
+		struct sockaddr_storage peer;
+		socklen_t peer_len = sizeof(peer);
+		int fd = accept4(io->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			switch (errno) {
+			case EAGAIN:
+			case EINTR:
+				return;
+			case EMFILE:
+			case ENFILE:
+			case ENOBUFS:
+			case ENOMEM:
+				handle_fd_exhaustion(l);
+				return;
+			case ECONNABORTED:
+			case EPERM:	/* firewall verdicts surface here */
+			case EPROTO:
+				continue;
+			default:
+				log_warn("accept on %s", l->cfg->text);
+				return;
+			}
+		}
+		conn_accepted(l, fd, &peer, peer_len);
+	}
+}

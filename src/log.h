@@ -1,0 +1,26 @@
+/* log.h - daemon diagnostics (stderr) and the per-connection access log. */
+#ifndef HANDOFF_LOG_H
+#define HANDOFF_LOG_H
+
+#include <stdarg.h>
+
+#define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/* Diagnostics go to stderr as "handoff[PID]: message". */
+void log_info(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_warn(const char *fmt, ...) LOG_PRINTF(1, 2);	/* appends ": strerror(errno)" */
+void log_warnx(const char *fmt, ...) LOG_PRINTF(1, 2);
+_Noreturn void fatal(const char *fmt, ...) LOG_PRINTF(1, 2);
+_Noreturn void fatalx(const char *fmt, ...) LOG_PRINTF(1, 2);
+
+/*
+ * The access log: "stderr", "off" or a file path (opened O_APPEND, reopened
+ * on SIGHUP for log rotation). Returns 0, or -1 with errno set.
+ */
+int accesslog_open(const char *spec);
+int accesslog_reopen(void);
+void accesslog_close(void);
+/* Write one line (a timestamp is prepended, a newline appended). */
+void accesslog_write(const char *fmt, ...) LOG_PRINTF(1, 2);
+
+#endif

@@ -1,0 +1,209 @@
+/* main.c - the handoff command line: serve, check, version. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "net.h"
+#include "relay.h"
+#include "route.h"
+#include "server.h"
+#include "upstream.h"
+
+#ifndef HANDOFF_VERSION
+#define HANDOFF_VERSION "0.1.0"
+#endif
+
+struct server server;
+
+static volatile sig_atomic_t stop_requested;
+
+static const char usage_text[] =
+	"usage: handoff serve [-c FILE]    run the daemon (built-in demo configuration without -c)\n"
+	"       handoff check -c FILE      validate a configuration file and exit\n"
+	"       handoff version            print the version\n"
+	"       handoff help               this text\n"
+	"\n"
+	"The configuration format is described in docs/config.md.\n";
+
+static void
+usage(FILE *out)
+{
+	fputs(usage_text, out);
+}
+
+/* Parse "-c FILE" (or "--config FILE", "-cFILE"); NULL means built-in. */
+static int
+parse_config_option(int argc, char **argv, const char **path)
+{
+	*path = NULL;
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if ((strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0) && i + 1 < argc) {
+			*path = argv[++i];
+		} else if (strncmp(a, "-c", 2) == 0 && a[2] != '\0') {
+			*path = a + 2;
+		} else if (strncmp(a, "--config=", 9) == 0) {
+			*path = a + 9;
+		} else {
+			fprintf(stderr, "handoff: unexpected argument '%s' (see 'handoff help')\n", a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+load_config(const char *path, struct config *cfg)
+{
+	char err[1024];
+	int rc = path ? config_load_file(path, cfg, err, sizeof(err))
+		      : config_load_string(config_builtin, "(built-in)", cfg, err, sizeof(err));
+	if (rc < 0) {
+		fprintf(stderr, "%s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+cmd_check(int argc, char **argv)
+{
+	const char *path;
+	if (parse_config_option(argc, argv, &path) < 0)
+		return 2;
+	if (path == NULL) {
+		fprintf(stderr, "handoff check: which file? use 'handoff check -c FILE'\n");
+		return 2;
+	}
+	struct config cfg;
+	if (load_config(path, &cfg) < 0)
+		return 1;
+	printf("%s: ok (%zu listener%s, %zu grant%s)\n", path, cfg.n_listeners,
+	       cfg.n_listeners == 1 ? "" : "s", cfg.n_grants, cfg.n_grants == 1 ? "" : "s");
+	config_free(&cfg);
+	return 0;
+}
+
+static void
+after_batch(void *arg)
+{
+	(void)arg;
+	conns_reap();
+	upstreams_reap();
+	relays_reap();
+}
+
+static void
+on_signal(struct loop_io *io, uint32_t revents)
+{
+	(void)revents;
+	struct signalfd_siginfo si;
+	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGHUP:
+			if (accesslog_reopen() < 0)
+				log_warn("cannot reopen access log %s", server.cfg.access_log);
+			else
+				log_info("access log reopened");
+			break;
+		default:
+			log_info("signal %u: stopping", si.ssi_signo);
+			stop_requested = 1;
+			break;
+		}
+	}
+}
+
+static int
+cmd_serve(int argc, char **argv)
+{
+	const char *path;
+	char err[1024];
+	if (parse_config_option(argc, argv, &path) < 0)
+		return 2;
+	if (load_config(path, &server.cfg) < 0)
+		return 1;
+
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t mask;
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	struct loop_io signal_io = { .fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC), .cb = on_signal };
+
+	server.loop = loop_new();
+	if (server.loop == NULL || signal_io.fd < 0) {
+		fprintf(stderr, "handoff: cannot set up the event loop: %s\n", strerror(errno));
+		return 1;
+	}
+	loop_io_add(server.loop, &signal_io, EPOLLIN);
+	loop_set_after_batch(server.loop, after_batch, NULL);
+	if (accesslog_open(server.cfg.access_log) < 0) {
+		fprintf(stderr, "%s: cannot open access log %s: %s\n", server.cfg.source,
+			server.cfg.access_log, strerror(errno));
+		return 1;
+	}
+	unsigned long nofile = net_raise_nofile();
+	if (listeners_open(err, sizeof(err)) < 0 || routes_init(err, sizeof(err)) < 0 ||
+	    upstreams_init(err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	log_info("ready: %zu listener(s), runtime directory %s, up to %lu descriptors",
+		 server.cfg.n_listeners, server.cfg.runtime_dir, nofile);
+
+	int rc = loop_run(server.loop, &stop_requested);
+	if (rc < 0)
+		log_warn("event loop failed");
+
+	/* Connections still peeking or waiting die with the daemon; those
+	 * already handed off belong to their upstreams and are not touched. */
+	listeners_close();
+	conns_close_all();
+	upstreams_close();
+	routes_close();
+	relays_reap();
+	loop_io_del(server.loop, &signal_io);
+	close(signal_io.fd);
+	loop_free(server.loop);
+	accesslog_close();
+	config_free(&server.cfg);
+	log_info("stopped");
+	return rc < 0 ? 1 : 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "serve") == 0)
+		return cmd_serve(argc - 2, argv + 2);
+	if (strcmp(cmd, "check") == 0)
+		return cmd_check(argc - 2, argv + 2);
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("handoff %s\n", HANDOFF_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "handoff: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}

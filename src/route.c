@@ -1,0 +1,306 @@
+/* route.c - the route table (exact, wildcard, default) and target selection: weighted round robin or least connections, passive health. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "nametable.h"
+#include "route.h"
+#include "server.h"
+#include "tcp_target.h"
+
+#define MAX_DISPATCH_ATTEMPTS 64	/* targets tried for one connection in one dispatch */
+
+static struct nametable *routes;	/* key -> struct route */
+
+static struct route *
+route_new(const char *key, const struct config_route *cfg)
+{
+	struct route *r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	snprintf(r->key, sizeof(r->key), "%s", key);
+	r->cfg = cfg;
+	if (nametable_set(routes, key, r) < 0) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static int
+route_add_target(struct route *r, struct target *t)
+{
+	if (r->n == r->cap) {
+		size_t cap = r->cap ? r->cap * 2 : 4;
+		struct target **grown = realloc(r->targets, cap * sizeof(*grown));
+		if (grown == NULL)
+			return -1;
+		r->targets = grown;
+		r->cap = cap;
+	}
+	r->targets[r->n++] = t;
+	return 0;
+}
+
+static void
+route_free(struct route *r)
+{
+	free(r->targets);
+	free(r);
+}
+
+int
+routes_init(char *err, size_t errlen)
+{
+	if ((routes = nametable_new()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < server.cfg.n_routes; i++) {
+		const struct config_route *cr = &server.cfg.routes[i];
+		struct route *r = route_new(cr->pattern, cr);
+		if (r == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		for (size_t k = 0; k < cr->n_targets; k++) {
+			struct target *t = tcp_target_new(cr, &cr->targets[k]);
+			if (t == NULL || route_add_target(r, t) < 0) {
+				tcp_target_free(t);
+				snprintf(err, errlen, "out of memory");
+				return -1;
+			}
+		}
+	}
+	return 0;
+}
+
+static void
+free_config_route(const char *key, void *value, void *arg)
+{
+	(void)key;
+	(void)arg;
+	struct route *r = value;
+	/* Local upstreams were detached (and freed) by upstreams_close(). */
+	for (size_t i = 0; i < r->n; i++)
+		tcp_target_free(r->targets[i]);
+	route_free(r);
+}
+
+void
+routes_close(void)
+{
+	if (routes == NULL)
+		return;
+	nametable_foreach(routes, free_config_route, NULL);
+	nametable_free(routes);
+	routes = NULL;
+}
+
+int
+route_attach(const char *key, struct target *t)
+{
+	struct route *r = nametable_get(routes, key);
+	if (r == NULL && (r = route_new(key, NULL)) == NULL)
+		return -1;
+	if (route_add_target(r, t) < 0) {
+		if (r->n == 0 && r->cfg == NULL) {
+			nametable_del(routes, key);
+			route_free(r);
+		}
+		return -1;
+	}
+	return 0;
+}
+
+void
+route_detach(const char *key, struct target *t)
+{
+	struct route *r = nametable_get(routes, key);
+	if (r == NULL)
+		return;
+	for (size_t i = 0; i < r->n; i++) {
+		if (r->targets[i] == t) {
+			memmove(&r->targets[i], &r->targets[i + 1], (r->n - i - 1) * sizeof(*r->targets));
+			r->n--;
+			break;
+		}
+	}
+	if (r->n == 0 && r->cfg == NULL) {
+		nametable_del(routes, key);
+		route_free(r);
+	}
+}
+
+struct foreach_ctx {
+	void (*fn)(const struct route *r, void *arg);
+	void *arg;
+};
+
+static void
+foreach_trampoline(const char *key, void *value, void *arg)
+{
+	(void)key;
+	const struct foreach_ctx *ctx = arg;
+	ctx->fn(value, ctx->arg);
+}
+
+void
+routes_foreach(void (*fn)(const struct route *r, void *arg), void *arg)
+{
+	struct foreach_ctx ctx = { fn, arg };
+	if (routes != NULL)
+		nametable_foreach(routes, foreach_trampoline, &ctx);
+}
+
+void
+target_failed(struct target *t, const struct config_route *cfg, const char *why)
+{
+	unsigned fail_after = cfg ? cfg->fail_after : 1;
+	unsigned retry_after_ms = cfg ? cfg->retry_after_ms : 30000;
+	t->fails++;
+	if (t->fails >= fail_after && t->down_until_ms <= loop_now_ms()) {
+		log_warnx("target %s is down after %u failure%s (%s): skipped for %u ms", t->label, t->fails,
+			  t->fails == 1 ? "" : "s", why, retry_after_ms);
+		t->down_until_ms = loop_now_ms() + retry_after_ms;
+	}
+}
+
+void
+target_succeeded(struct target *t)
+{
+	if (t->down_until_ms > 0)
+		log_info("target %s is up again", t->label);
+	t->fails = 0;
+	t->down_until_ms = 0;
+}
+
+static struct route *
+route_for(const struct conn *c, const char **why)
+{
+	struct route *r = NULL;
+	if (c->has_name)
+		r = nametable_match(routes, c->peek.name, NULL);
+	if ((r == NULL || r->n == 0) && c->listener->cfg->default_name[0] != '\0')
+		r = nametable_match(routes, c->listener->cfg->default_name, NULL);
+	if (r == NULL || r->n == 0) {
+		*why = c->has_name ? "no upstream serves this name" : "no name and no default route";
+		return NULL;
+	}
+	return r;
+}
+
+static bool
+already_tried(const struct conn *c, const struct target *t)
+{
+	for (unsigned i = 0; i < c->n_tried; i++)
+		if (c->tried[i] == t)
+			return true;
+	return false;
+}
+
+static void
+remember_tried(struct conn *c, const struct target *t)
+{
+	if (c->n_tried < CONN_MAX_TRIED)
+		c->tried[c->n_tried++] = t;
+}
+
+/*
+ * Choose the next target for c among those it has not tried and that have
+ * room. Targets that failed recently (down) are used only when nothing
+ * healthy is left. Round robin is the smooth weighted kind: each pick adds
+ * every candidate's weight to its credit and takes the richest, which
+ * interleaves a 3:1 pair as a,a,b,a rather than a,a,a,b. Least-conn picks
+ * the fewest active connections per unit of weight.
+ */
+static struct target *
+pick_target(struct route *r, struct conn *c, struct target **queue_at)
+{
+	uint64_t now = loop_now_ms();
+	bool any_healthy = false;
+	*queue_at = NULL;
+	for (size_t i = 0; i < r->n; i++) {
+		struct target *t = r->targets[i];
+		if (already_tried(c, t))
+			continue;
+		if (t->busy || t->n_waiting > 0) {
+			if (t->ops->enqueue != NULL && (*queue_at == NULL || t->n_waiting < (*queue_at)->n_waiting))
+				*queue_at = t;
+			continue;
+		}
+		if (t->down_until_ms <= now)
+			any_healthy = true;
+	}
+	struct target *best = NULL;
+	int64_t total = 0;
+	for (size_t i = 0; i < r->n; i++) {
+		struct target *t = r->targets[i];
+		if (already_tried(c, t) || t->busy || t->n_waiting > 0)
+			continue;
+		if (any_healthy && t->down_until_ms > now)
+			continue;
+		if (r->cfg != NULL && r->cfg->balance == BALANCE_LEAST_CONN) {
+			/* a/wa < b/wb without division */
+			if (best == NULL || (uint64_t)t->active * best->weight < (uint64_t)best->active * t->weight)
+				best = t;
+			continue;
+		}
+		t->current += t->weight;
+		total += t->weight;
+		if (best == NULL || t->current > best->current)
+			best = t;
+	}
+	if (best != NULL && (r->cfg == NULL || r->cfg->balance == BALANCE_ROUND_ROBIN))
+		best->current -= total;
+	return best;
+}
+
+void
+route_dispatch(struct conn *c)
+{
+	for (int attempt = 0; attempt < MAX_DISPATCH_ATTEMPTS; attempt++) {
+		const char *why = NULL;
+		/* Looked up afresh each time: a failed delivery may have removed
+		 * a target, or the whole route. */
+		struct route *r = route_for(c, &why);
+		if (r == NULL) {
+			conn_reject(c, c->n_tried > 0 ? OUTCOME_FAILED : OUTCOME_NO_ROUTE,
+				    c->n_tried > 0 ? "every target failed" : why);
+			return;
+		}
+		struct target *queue_at;
+		struct target *t = pick_target(r, c, &queue_at);
+		if (t == NULL) {
+			if (queue_at != NULL && queue_at->n_waiting < server.cfg.max_pending) {
+				queue_at->ops->enqueue(queue_at, c);
+				return;
+			}
+			if (queue_at != NULL)
+				conn_reject(c, OUTCOME_REFUSED, "every upstream of the name has max-pending connections waiting");
+			else
+				conn_reject(c, OUTCOME_FAILED, "every target failed");
+			return;
+		}
+		switch (t->ops->deliver(t, c)) {
+		case DELIVER_DONE:
+			return;
+		case DELIVER_BUSY:
+			continue;
+		case DELIVER_FAILED:
+			remember_tried(c, t);
+			continue;
+		}
+	}
+	conn_reject(c, OUTCOME_FAILED, "too many failed targets");
+}
+
+void
+route_retry(struct conn *c, struct target *t)
+{
+	remember_tried(c, t);
+	route_dispatch(c);
+}

@@ -1,0 +1,78 @@
+/* route.h - names to targets, and the choice of a target for each connection. */
+#ifndef HANDOFF_ROUTE_H
+#define HANDOFF_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+
+struct conn;
+struct target;
+
+enum deliver_result {
+	DELIVER_DONE,	/* handed off, or owned by an asynchronous step (a connect) */
+	DELIVER_BUSY,	/* no room now (a local upstream's queue is full); c untouched */
+	DELIVER_FAILED,	/* this target cannot take c: try another; c untouched */
+};
+
+/* What a kind of target ("hand off to a local upstream", "relay over TCP")
+ * must provide. */
+struct target_ops {
+	const char *kind;
+	enum deliver_result (*deliver)(struct target *t, struct conn *c);
+	/* Queue c until the target has room (NULL: this kind never queues). */
+	void (*enqueue)(struct target *t, struct conn *c);
+};
+
+struct target {
+	const struct target_ops *ops;
+	char label[400];		/* upstream id or "tcp:HOST:PORT(address)" */
+	unsigned weight;
+	int64_t current;		/* smooth weighted round-robin state */
+	unsigned active;		/* connections connecting or relayed through it */
+	unsigned fails;			/* consecutive failures */
+	uint64_t down_until_ms;		/* passive health: skipped until then */
+	bool busy;			/* its queue was full at the last attempt */
+	unsigned n_waiting;		/* connections queued at it */
+	uint64_t delivered;		/* connections handed off or relayed */
+};
+
+/* A name's targets: the route line's TCP targets (if any) plus the local
+ * upstreams registered for exactly that name. */
+struct route {
+	const struct config_route *cfg;	/* NULL when only local upstreams serve it */
+	char key[256];
+	struct target **targets;
+	size_t n;
+	size_t cap;
+};
+
+/* Build the routes of the configuration (their TCP targets). Returns 0 or
+ * -1 with one line in err. */
+int routes_init(char *err, size_t errlen);
+void routes_close(void);
+
+/* A local upstream serving key joins or leaves the key's route. */
+int route_attach(const char *key, struct target *t);
+void route_detach(const char *key, struct target *t);
+
+/* Route a connection whose name is known (or known to be absent): deliver
+ * it to a target, queue it, or reject it. Called again after an
+ * asynchronous failure; targets already tried by c are skipped. */
+void route_dispatch(struct conn *c);
+
+/* An asynchronous delivery to t failed (a connect): remember t as tried
+ * and route c again. */
+void route_retry(struct conn *c, struct target *t);
+
+/* Passive health: count a failure (take the target out for retry-after
+ * once fail-after is reached) or a success (reset). */
+void target_failed(struct target *t, const struct config_route *cfg, const char *why);
+void target_succeeded(struct target *t);
+
+/* Call fn for every route (for the dashboard and metrics). */
+void routes_foreach(void (*fn)(const struct route *r, void *arg), void *arg);
+
+#endif
