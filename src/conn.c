@@ -52,7 +52,7 @@ conns_reap(void)
 {
 	struct conn *c;
 	while ((c = TAILQ_FIRST(&dead_conns)) != NULL) {
-		TAILQ_REMOVE(&dead_conns, c, queue);
+		TAILQ_REMOVE(&dead_conns, c, all_link);
 		free(c);
 	}
 }
@@ -116,8 +116,8 @@ conn_destroy(struct conn *c, enum outcome outcome, const char *upstream_id, cons
 	c->state = CONN_DONE;
 	server.outcomes[outcome]++;
 	log_access(c, outcome, upstream_id, why);
-	TAILQ_REMOVE(&live_conns, c, queue);
-	TAILQ_INSERT_TAIL(&dead_conns, c, queue);
+	TAILQ_REMOVE(&live_conns, c, all_link);
+	TAILQ_INSERT_TAIL(&dead_conns, c, all_link);
 }
 
 void
@@ -370,7 +370,7 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 	net_addr_text(peer, c->peer_text, sizeof(c->peer_text));
 	c->accepted_us = loop_now_us();
 	c->accepted_real_us = net_realtime_us();
-	TAILQ_INSERT_TAIL(&live_conns, c, queue);
+	TAILQ_INSERT_TAIL(&live_conns, c, all_link);
 	server.accepted++;
 	server.n_peeking++;
 

@@ -46,7 +46,8 @@ struct conn {
 	struct peek_result peek;	/* name and ALPN once known */
 	bool proxy_header_done;		/* accept-proxy: the PROXY header was consumed */
 	struct target *waiting_at;	/* CONN_WAITING: whose queue holds us */
-	TAILQ_ENTRY(conn) queue;	/* link in that queue, or in the free list */
+	TAILQ_ENTRY(conn) queue;	/* link in that upstream's waiting queue */
+	TAILQ_ENTRY(conn) all_link;	/* link in the live list, then the dead list */
 	const struct target *tried[CONN_MAX_TRIED];	/* failed targets: compared, never dereferenced */
 	unsigned n_tried;
 	struct loop_io server_io;	/* CONN_CONNECTING: the socket to the target */
