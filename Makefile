@@ -15,6 +15,10 @@ WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c17 $(WARNINGS) -fno-strict-aliasing
+# The preload library is loaded into servers built without sanitizers, and an
+# ASan-instrumented shared object cannot be preloaded into those, so it is
+# always compiled with the flags as they are before SANITIZE adds its own.
+PRELOAD_CFLAGS := $(CFLAGS)
 
 ifeq ($(SANITIZE),1)
 BUILD    ?= build/asan
@@ -26,20 +30,22 @@ endif
 
 CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
 CORE_OBJS   := $(CORE_SRCS:%.c=$(BUILD)/%.o)
-LIB_SRCS    := $(wildcard lib/*.c)
+PRELOAD_SRCS := $(wildcard lib/preload*.c)
+LIB_SRCS    := $(filter-out $(PRELOAD_SRCS),$(wildcard lib/*.c))
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
 UNIT_SRCS   := $(wildcard tests/unit/test_*.c)
 UNIT_BINS   := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/%)
 FUZZ_SRCS   := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 
-all: $(BUILD)/handoff $(BUILD)/libhandoff.so $(BUILD)/libhandoff.a $(BUILD)/https-upstream
+all: $(BUILD)/handoff $(BUILD)/libhandoff.so $(BUILD)/libhandoff.a $(BUILD)/https-upstream \
+     $(BUILD)/libhandoff-preload.so
 
 $(BUILD)/%.o: %.c $(wildcard src/*.h include/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/pic/%.o: %.c $(wildcard src/*.h include/*.h)
+$(BUILD)/pic/%.o: %.c $(wildcard src/*.h include/*.h lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
@@ -54,6 +60,25 @@ $(BUILD)/libhandoff.so: $(LIB_OBJS)
 
 $(BUILD)/libhandoff.a: $(LIB_OBJS)
 	rm -f $@ && ar rcs $@ $^
+
+# libhandoff-preload.so: the hooks plus a private copy of libhandoff, which
+# goes in through an archive so that --exclude-libs keeps its symbols local:
+# the library exports only the C library functions it replaces.
+PRELOAD_OBJS      := $(PRELOAD_SRCS:%.c=$(BUILD)/preload/%.o)
+PRELOAD_BASE_OBJS := $(LIB_SRCS:%.c=$(BUILD)/preload/%.o)
+
+$(BUILD)/preload/%.o: %.c $(wildcard src/*.h include/*.h lib/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
+
+$(BUILD)/preload/libhandoff-private.a: $(PRELOAD_BASE_OBJS)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/libhandoff-preload.so: $(PRELOAD_OBJS) $(BUILD)/preload/libhandoff-private.a
+	$(CC) -shared -Wl,--exclude-libs,ALL -o $@ $^ -ldl -lpthread
+
+# `handoff run` looks for the preload library here after its own directory.
+$(BUILD)/src/run.o: CPPFLAGS += -DHANDOFF_LIBDIR='"$(PREFIX)/lib/handoff"'
 
 $(BUILD)/https-upstream: $(BUILD)/examples/https_upstream.o $(BUILD)/libhandoff.a
 	$(CC) $(LDFLAGS) -o $@ $^ -lssl -lcrypto -lpthread
@@ -87,6 +112,8 @@ install: all
 	ln -sf libhandoff.so.1 $(DESTDIR)$(PREFIX)/lib/libhandoff.so
 	install -D -m 0644 $(BUILD)/libhandoff.a $(DESTDIR)$(PREFIX)/lib/libhandoff.a
 	install -D -m 0644 include/handoff.h $(DESTDIR)$(PREFIX)/include/handoff.h
+	install -D -m 0644 $(BUILD)/libhandoff-preload.so \
+		$(DESTDIR)$(PREFIX)/lib/handoff/libhandoff-preload.so
 
 clean:
 	rm -rf build

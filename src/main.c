@@ -15,6 +15,7 @@
 #include "net.h"
 #include "relay.h"
 #include "route.h"
+#include "run.h"
 #include "server.h"
 #include "upstream.h"
 
@@ -29,6 +30,8 @@ static volatile sig_atomic_t stop_requested;
 static const char usage_text[] =
 	"usage: handoff serve [-c FILE]    run the daemon (built-in demo configuration without -c)\n"
 	"       handoff check -c FILE      validate a configuration file and exit\n"
+	"       handoff run --name NAME --port PORT -- PROGRAM [ARGS...]\n"
+	"                                  run a TCP server as an upstream (see 'handoff run --help')\n"
 	"       handoff version            print the version\n"
 	"       handoff help               this text\n"
 	"\n"
@@ -195,6 +198,8 @@ main(int argc, char **argv)
 		return cmd_serve(argc - 2, argv + 2);
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check(argc - 2, argv + 2);
+	if (strcmp(cmd, "run") == 0)
+		return cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
 		printf("handoff %s\n", HANDOFF_VERSION);
 		return 0;

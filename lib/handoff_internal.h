@@ -1,0 +1,22 @@
+/* handoff_internal.h - libhandoff internals shared with the preload receiver (lib/preload.c); not installed, not exported. */
+#ifndef HANDOFF_INTERNAL_H
+#define HANDOFF_INTERNAL_H
+
+#include <sys/types.h>
+
+/*
+ * Let handoff_accept() serve fd, a receiving socket that handoff_listen()
+ * did not return under this number in this process: one moved to another
+ * descriptor number with dup3(), or one inherited across exec(). Messages
+ * are taken from root and from daemon_uid (the owner of the runtime
+ * directory the socket lives in). handoff_close() on an adopted descriptor
+ * never removes the socket's files. Returns 0, or -1 with errno (EBADF,
+ * ENOMEM).
+ */
+int handoff_adopt(int fd, uid_t daemon_uid);
+
+/* Drop what handoff_listen() or handoff_adopt() recorded for fd, without
+ * closing it or removing any file. Does nothing for other descriptors. */
+void handoff_forget(int fd);
+
+#endif

@@ -1,0 +1,370 @@
+# test_preload.py - libhandoff-preload.so and `handoff run`: an unmodified Python server behaves as on a TCP listener, and the command's contract.
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from harness import HANDOFF, free_port, http_get, wait_for
+from preload_helpers import PRELOAD, HandoffRun, json_body, probe_command, upstream_ids
+
+NAME = "a.example"
+
+
+@pytest.fixture
+def runs(hx):
+	"""Start `handoff run` processes; all are stopped (SIGTERM, passed on
+	to the server) and checked at teardown, before the daemons stop."""
+	started = []
+
+	def start(label, program, names=(NAME,), ports=(), **options):
+		run = HandoffRun(hx, label, names, ports, program, **options)
+		started.append(run)
+		return run
+
+	yield start
+	problems = []
+	for run in started:
+		problems += run.stop()
+	if problems:
+		pytest.fail("\n\n".join(problems), pytrace=False)
+
+
+def http_daemon(hx, port, grants=("* to self",)):
+	return hx.daemon(hx.config([f"127.0.0.1:{port} http"], grants=grants))
+
+
+def start_probe(runs, daemon, port, *options, label="probe", event="listening"):
+	"""A probe server under `handoff run`, registered with the daemon."""
+	run = runs(label, probe_command(port, *options), ports=[port])
+	started = run.wait_event("start")
+	run.wait_event(event)
+	daemon.wait_log(rf"registered upstream {started['pid']}-")
+	return run
+
+
+def process_gone(pid):
+	"""True once pid has exited (reaped, or a zombie waiting to be)."""
+	try:
+		with open(f"/proc/{pid}/stat") as f:
+			return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+	except FileNotFoundError:
+		return True
+
+
+def get(port, host=NAME):
+	return json_body(http_get(port, host))
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_swapped_listener_answers_like_a_tcp_listener(hx, runs, family):
+	"""The same calls on the swapped listener and on a real TCP listener
+	(a port not handed off, left alone by the preload) give the same
+	answers, and accepted connections inherit the listener's options."""
+	port = free_port()
+	real_port = free_port(("127.0.0.1", "::") if family == 6 else ("127.0.0.1",))
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port, "--scenario", "inspect", "--family", family,
+			  "--real-port", real_port, event="inspect")
+	report = run.events("inspect")[0]
+	swapped, real = report["swapped"], report["real"]
+	for key in real:
+		assert swapped[key] == real[key], f"{key}: swapped {swapped[key]!r}, TCP {real[key]!r}"
+	# The answers that matter most to servers, spelled out.
+	assert swapped["after_listen"]["SO_TYPE"] == 1		# SOCK_STREAM
+	assert swapped["after_listen"]["SO_ACCEPTCONN"] == 1
+	assert swapped["before_listen"]["SO_ACCEPTCONN"] == 0
+	assert swapped["after_set"]["TCP_DEFER_ACCEPT"] == real["after_set"]["TCP_DEFER_ACCEPT"] > 0
+	assert swapped["second_bind"] == "EINVAL" and swapped["listen_again"] is None
+
+	through_daemon = get(port)
+	direct = get(real_port, "real.example")
+	assert through_daemon["listener"] == "swapped" and direct["listener"] == "real"
+	for key in ("flags", "keepalive", "nodelay", "keepidle"):
+		assert through_daemon[key] == direct[key], key
+	assert through_daemon["keepalive"] == 1 and through_daemon["keepidle"] == 77
+	# An IPv6 listener sees an IPv4 client as ::ffff:a.b.c.d, like the kernel's.
+	expected = "::ffff:127.0.0.1" if family == 6 else "127.0.0.1"
+	assert through_daemon["peer"][0] == direct["peer"][0] == expected
+
+
+def test_accept4_flags_and_address_like_tcp(hx, runs):
+	port = free_port()
+	real_port = free_port()
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port, "--scenario", "flags", "--real-port", real_port)
+	answers = []
+	for _ in range(4):
+		answers.append((get(port), get(real_port, "real.example")))
+	plain_accept = get(port)
+	run.wait_event("done")
+
+	for swapped, real in answers:
+		assert swapped["listener"] == "swapped" and real["listener"] == "real"
+		flags = swapped["flags"]
+		assert swapped["observed"] == real["observed"], swapped
+		assert swapped["observed"] == {"nonblock": bool(flags & os.O_NONBLOCK),
+					       "cloexec": bool(flags & os.O_CLOEXEC)}
+		# The full length is reported, only what fits is written.
+		assert swapped["addrlen"] == real["addrlen"] == 16
+		assert len(swapped["addr"]) == len(real["addr"]) == 2 * min(swapped["capacity"], 16)
+		assert swapped["addr"][:4] == real["addr"][:4]		# AF_INET
+	assert plain_accept["observed"] == {"nonblock": False, "cloexec": False}
+
+
+def test_nonblocking_listener_says_eagain_and_keeps_its_flags(hx, runs):
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port, "--nonblocking")
+	listening = run.events("listening")[0]
+	assert listening["flags"] == {"nonblock": True, "cloexec": False}
+	assert listening["first_accept"] == "EAGAIN"
+	for _ in range(3):
+		assert get(port)["flags"] == {"nonblock": False, "cloexec": True}
+
+
+def test_emfile_keeps_the_connection_waiting(hx, runs):
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port, "--scenario", "emfile")
+	with ThreadPoolExecutor(1) as pool:
+		pending = pool.submit(get, port)
+		report = run.wait_event("emfile")
+		body = pending.result(timeout=15)
+	assert report["results"] == ["EMFILE", "EMFILE"]
+	assert report["still_readable"] is True
+	assert body["after"] == "emfile"
+
+
+def test_forked_workers_share_the_listener_and_outlive_each_other(hx, runs):
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port, "--scenario", "workers", "--workers", 2, "--delay", 1,
+			  event="workers")
+	workers = run.events("workers")[0]["pids"]
+	ids = upstream_ids(hx.runtime_dir)
+
+	# Two requests at once: the busy worker leaves the second to the other.
+	with ThreadPoolExecutor(2) as pool:
+		bodies = list(pool.map(lambda _: get(port), range(2)))
+	assert sorted(b["pid"] for b in bodies) == sorted(workers)
+
+	# One worker closes its copy and exits: the other keeps serving, and
+	# the registration (the files) stays.
+	os.kill(workers[0], signal.SIGTERM)
+	assert wait_for(lambda: process_gone(workers[0]), 10)
+	for _ in range(3):
+		assert get(port)["pid"] == workers[1]
+	assert upstream_ids(hx.runtime_dir) == ids
+	assert "dropped upstream" not in d.log()
+
+
+@pytest.mark.parametrize("takeover", ["fileno", "fromfd", "passed"])
+def test_the_listener_survives_exec_and_descriptor_passing(hx, runs, takeover):
+	"""After one request the listener goes to a new program: the same
+	process re-executed (fileno); re-executed with nothing but LD_PRELOAD in
+	its environment and taking the listener as a duplicate (fromfd, as
+	gunicorn's USR2); or another process, also with a bare environment, that
+	receives it over a Unix socket (passed, as node's cluster module). Each
+	sees the listener the first program bound, under the same registration."""
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port, "--takeover", takeover)
+	ids = upstream_ids(hx.runtime_dir)
+	first = get(port)
+	assert first["generation"] == 1
+	inherited = run.wait_event("inherited")
+	second = get(port)
+	assert second["generation"] == 2
+	assert (second["pid"] == first["pid"]) == (takeover != "passed")
+	assert inherited["type"] == 1 and inherited["family"] == 2
+	assert inherited["getsockname"] == ["127.0.0.1", port]
+	assert inherited["options"]["SO_ACCEPTCONN"] == 1
+	assert inherited["options"]["SO_REUSEADDR"] == 1
+	assert inherited["options"]["TCP_DEFER_ACCEPT"] > 0
+	# fromfd() duplicates with F_DUPFD_CLOEXEC.
+	assert inherited["flags"] == {"nonblock": False, "cloexec": takeover == "fromfd"}
+	assert upstream_ids(hx.runtime_dir) == ids
+	assert d.log().count("registered upstream") == 1
+
+
+def test_daemon_restart_does_not_disturb_the_server(hx, runs):
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port)
+	before = get(port)
+	d.stop()
+	d.start()
+	d.wait_log(rf"registered upstream {before['pid']}-")
+	after = get(port)
+	assert after["pid"] == before["pid"] and after["served"] == before["served"] + 1
+	assert run.proc.poll() is None
+
+
+# ---- handoff run ----
+
+def run_command(*args, env=None, timeout=30):
+	full_env = dict(os.environ, ASAN_OPTIONS="detect_leaks=1:abort_on_error=0")
+	full_env.update(env or {})
+	return subprocess.run([str(HANDOFF), "run", *[str(a) for a in args]], stdin=subprocess.DEVNULL,
+			      capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def test_run_passes_signals_and_exits_with_the_server_status(hx, runs):
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port, "--exit-code", 7)
+	for count, signo in enumerate((signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+				       signal.SIGWINCH, signal.SIGQUIT), start=1):
+		run.proc.send_signal(signo)
+		run.wait_event("signal", count=count)
+	assert [e["signal"] for e in run.events("signal")] == \
+		["SIGHUP", "SIGUSR1", "SIGUSR2", "SIGWINCH", "SIGQUIT"]
+	assert get(port)["served"] == 1		# still serving
+	run.proc.send_signal(signal.SIGTERM)
+	assert run.wait_exit() == 7
+	assert run.events("signal")[-1]["signal"] == "SIGTERM"
+
+
+def test_run_reports_death_by_signal_as_128_plus_n(hx):
+	hx.runtime_dir.joinpath("upstreams").mkdir(parents=True)
+	result = run_command("--name", NAME, "--port", free_port(), "--runtime-dir", hx.runtime_dir,
+			     "--wait", 0, "--", "sh", "-c", "kill -KILL $$")
+	assert result.returncode == 128 + signal.SIGKILL, result.stderr
+	result = run_command("--name", NAME, "--port", free_port(), "--runtime-dir", hx.runtime_dir,
+			     "--wait", 0, "--", "sh", "-c", "exit 3")
+	assert result.returncode == 3, result.stderr
+
+
+def test_run_sets_the_environment_and_appends_to_ld_preload(hx, runs):
+	port = free_port()
+	d = http_daemon(hx, port)
+	other = "libm.so.6"	# any library the dynamic linker finds will do
+	run = runs("env", probe_command(port), names=[NAME, "WWW.A.Example."], ports=[port, port + 1],
+		   env={"LD_PRELOAD": str(other), "ASAN_OPTIONS": "verify_asan_link_order=0"})
+	environ = run.wait_event("start")["environ"]
+	assert environ["LD_PRELOAD"] == f"{other}:{PRELOAD.resolve()}"
+	assert environ["HANDOFF_NAMES"] == "a.example,www.a.example"
+	assert environ["HANDOFF_PORTS"] == f"{port},{port + 1}"
+	assert environ["HANDOFF_RUNTIME_DIR"] == str(hx.runtime_dir.resolve())
+	run.wait_event("listening")
+	d.wait_log(r"registered upstream \d+-\w+ names=a.example,www.a.example")
+
+
+def test_run_warns_when_no_port_is_bound(hx, runs):
+	port = free_port()
+	http_daemon(hx, port)
+	run = runs("idle", ["sleep", "30"], ports=[port], wait=1)
+	run.wait_stderr(f"handoff run: sleep has not bound port {port} after 1 s; "
+			"is it listening on that port?", timeout=10)
+	assert run.proc.poll() is None
+
+
+def test_run_warns_when_no_daemon_answers(hx, runs):
+	"""A runtime directory left behind by a daemon that is not running:
+	the server registers, but nobody answers."""
+	hx.runtime_dir.joinpath("upstreams").mkdir(parents=True)
+	port = free_port()
+	run = runs("unanswered", probe_command(port), ports=[port], wait=1)
+	run.wait_event("listening")
+	run.wait_stderr("handoff run: the daemon has not answered /usr/bin/python3's registration "
+			f"after 1 s; is `handoff serve` running with runtime directory "
+			f"{hx.runtime_dir.resolve()}?")
+	assert "has not bound" not in run.stderr()
+
+
+def test_run_reports_a_refused_name_and_keeps_the_server(hx, runs):
+	port = free_port()
+	d = http_daemon(hx, port, grants=["a.example to self"])
+	run = runs("refused", probe_command(port), names=["b.example"], ports=[port], wait=1)
+	run.wait_event("listening")
+	run.wait_stderr("handoff run: the daemon refused b.example: ")
+	assert "no grant" in run.stderr()
+	time.sleep(1.5)		# past --wait: no other warning follows
+	assert run.proc.poll() is None
+	assert run.stderr().count("handoff run:") == 1, run.stderr()
+	d.wait_log("refused upstream")
+
+
+def test_run_refuses_static_programs(hx, tmp_path):
+	hx.runtime_dir.joinpath("upstreams").mkdir(parents=True)
+	source = tmp_path / "static.c"
+	source.write_text("int main(void) { return 0; }\n")
+	binary = tmp_path / "static-server"
+	built = subprocess.run(["cc", "-static", "-o", str(binary), str(source)], capture_output=True)
+	if built.returncode != 0:
+		pytest.skip("no static C library to build a static program with")
+	common = ["--name", NAME, "--port", 8443, "--runtime-dir", hx.runtime_dir, "--"]
+	result = run_command(*common, binary)
+	assert result.returncode == 1
+	assert f"handoff run: {binary} is statically linked: LD_PRELOAD cannot work" in result.stderr
+	script = tmp_path / "server.sh"
+	script.write_text(f"#!{binary}\n")
+	script.chmod(0o755)
+	result = run_command(*common, script)
+	assert result.returncode == 1
+	assert f"runs {binary}, which is statically linked" in result.stderr
+	# A script whose interpreter is dynamic is fine (env finds sh).
+	script.write_text("#!/usr/bin/env sh\nexit 4\n")
+	assert run_command("--wait", 0, *common, script).returncode == 4
+
+
+# A C program carrying the note the Go linker writes into every Go binary.
+GO_LIKE_SOURCE = r"""
+__asm__(".section .note.go.buildid,\"a\",@note\n.balign 4\n"
+	".long 4\n.long 4\n.long 4\n.asciz \"Go\"\n.byte 0\n.ascii \"abcd\"\n.text\n");
+int main(void) { return 0; }
+"""
+
+
+def test_run_refuses_go_programs(hx, tmp_path):
+	"""Go makes its socket calls without the C library, dynamically linked
+	or not; the Go linker's build ID note gives such a program away."""
+	hx.runtime_dir.joinpath("upstreams").mkdir(parents=True)
+	source = tmp_path / "go-like.c"
+	source.write_text(GO_LIKE_SOURCE)
+	binary = tmp_path / "go-server"
+	subprocess.run(["cc", "-o", str(binary), str(source)], check=True, capture_output=True)
+	result = run_command("--name", NAME, "--port", 8443, "--runtime-dir", hx.runtime_dir,
+			     "--", binary)
+	assert result.returncode == 1
+	assert result.stderr == (f"handoff run: {binary} is a Go program: Go makes its socket calls "
+				 "without the C library, so LD_PRELOAD cannot work; route to it over "
+				 "TCP with the relay (see docs/servers.md)\n")
+
+
+def test_run_explains_a_missing_runtime_directory(hx):
+	missing = hx.dir / "no-such-runtime"
+	result = run_command("--name", NAME, "--port", 8443, "--runtime-dir", missing, "--", "true")
+	assert result.returncode == 1
+	assert result.stderr == (f"handoff run: runtime directory {missing} does not exist: "
+				 "is `handoff serve` running? (or pass --runtime-dir)\n")
+
+
+@pytest.mark.parametrize("args, words", [
+	(["--port", 8443, "--", "true"], "give at least one --name"),
+	(["--name", NAME, "--", "true"], "give at least one --port"),
+	(["--name", NAME, "--port", 8443], "which program"),
+	(["--name", "bad..name", "--port", 8443, "--", "true"], "invalid name 'bad..name'"),
+	(["--name", NAME, "--port", 70000, "--", "true"], "invalid port '70000'"),
+	(["--name", NAME, "--port", 8443, "--wait", "soon", "--", "true"], "invalid --wait 'soon'"),
+	(["--name", NAME, "--port", 8443, "--frobnicate", "--", "true"], "unknown option"),
+	(["--name"], "--name needs a value"),
+])
+def test_run_usage_errors(args, words):
+	result = run_command(*args)
+	assert result.returncode == 2, result.stderr
+	assert words in result.stderr and "handoff run --help" in result.stderr
+
+
+def test_run_help_and_unknown_program(hx):
+	result = run_command("--help")
+	assert result.returncode == 0
+	assert "usage: handoff run --name NAME" in result.stdout and "Example" in result.stdout
+	hx.runtime_dir.joinpath("upstreams").mkdir(parents=True)
+	result = run_command("--name", NAME, "--port", 8443, "--runtime-dir", hx.runtime_dir,
+			     "--", "no-such-program-for-handoff")
+	assert result.returncode == 127
+	assert "no-such-program-for-handoff: command not found" in result.stderr
