@@ -1,0 +1,1 @@
+# django_site - a minimal Django project for the handoff server tests (no apps, no database).

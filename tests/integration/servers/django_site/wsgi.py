@@ -1,0 +1,7 @@
+# wsgi.py - the WSGI entry point gunicorn loads for the minimal Django project.
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "django_site.settings")
+application = get_wsgi_application()
