@@ -193,9 +193,13 @@ route_for(const struct conn *c, const char **why)
 	return r;
 }
 
+/* Targets c cannot go to: tried and failed already, or registered for the
+ * other protocol. */
 static bool
-already_tried(const struct conn *c, const struct target *t)
+excluded(const struct conn *c, const struct target *t)
 {
+	if (t->only_protocol != 0 && t->only_protocol != (int)c->listener->cfg->proto)
+		return true;
 	for (unsigned i = 0; i < c->n_tried; i++)
 		if (c->tried[i] == t)
 			return true;
@@ -225,7 +229,7 @@ pick_target(struct route *r, struct conn *c, struct target **queue_at)
 	*queue_at = NULL;
 	for (size_t i = 0; i < r->n; i++) {
 		struct target *t = r->targets[i];
-		if (already_tried(c, t))
+		if (excluded(c, t))
 			continue;
 		if (t->busy || t->n_waiting > 0) {
 			if (t->ops->enqueue != NULL && (*queue_at == NULL || t->n_waiting < (*queue_at)->n_waiting))
@@ -239,7 +243,7 @@ pick_target(struct route *r, struct conn *c, struct target **queue_at)
 	int64_t total = 0;
 	for (size_t i = 0; i < r->n; i++) {
 		struct target *t = r->targets[i];
-		if (already_tried(c, t) || t->busy || t->n_waiting > 0)
+		if (excluded(c, t) || t->busy || t->n_waiting > 0)
 			continue;
 		if (any_healthy && t->down_until_ms > now)
 			continue;
@@ -281,6 +285,8 @@ route_dispatch(struct conn *c)
 			}
 			if (queue_at != NULL)
 				conn_reject(c, OUTCOME_REFUSED, "every upstream of the name has max-pending connections waiting");
+			else if (c->n_tried == 0)
+				conn_reject(c, OUTCOME_NO_ROUTE, "the name's upstreams serve only the other protocol");
 			else
 				conn_reject(c, OUTCOME_FAILED, "every target failed");
 			return;

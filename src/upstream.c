@@ -155,7 +155,7 @@ refuse(const char *id, const char *fmt, ...)
 /* Read and validate the names an upstream claims. Returns the count, or -1
  * after refusing with a reason. */
 static int
-read_names(const char *id, int fd, char ***names_out)
+read_names(const char *id, int fd, char ***names_out, int *protocol)
 {
 	char buf[MAX_NAMES_FILE + 1];
 	size_t len = 0;
@@ -178,6 +178,18 @@ read_names(const char *id, int fd, char ***names_out)
 			line[--l] = '\0';
 		if (l == 0)
 			continue;
+		/* "protocol tls|http": only connections from listeners of that
+		 * protocol (a server with a TLS and a plain-HTTP listener
+		 * registers each with its own). Names never contain blanks. */
+		if (strncmp(line, WIRE_NAMES_PROTOCOL " ", sizeof(WIRE_NAMES_PROTOCOL)) == 0) {
+			const char *p = line + sizeof(WIRE_NAMES_PROTOCOL);
+			if (*protocol != 0 || (strcmp(p, "tls") != 0 && strcmp(p, "http") != 0)) {
+				refuse(id, "bad or repeated line '%s' in names file", line);
+				goto fail;
+			}
+			*protocol = strcmp(p, "tls") == 0 ? LISTENER_TLS : LISTENER_HTTP;
+			continue;
+		}
 		char norm[256];
 		if (hostname_normalize_pattern(line, l, norm, sizeof(norm)) == 0) {
 			refuse(id, "invalid name '%s' in names file", line);
@@ -242,7 +254,8 @@ try_register(const char *id)
 		       (unsigned long)sock_st.st_uid, (unsigned long)names_st.st_uid);
 		goto out;
 	}
-	if ((count = read_names(id, names_fd, &names)) < 0)
+	int protocol = 0;
+	if ((count = read_names(id, names_fd, &names, &protocol)) < 0)
 		goto out;
 	for (int i = 0; i < count; i++) {
 		if (!config_may_claim(&server.cfg, names[i], sock_st.st_uid)) {
@@ -281,6 +294,7 @@ try_register(const char *id)
 	up->target.ops = &local_target_ops;
 	snprintf(up->target.label, sizeof(up->target.label), "%s", id);
 	up->target.weight = 1;
+	up->target.only_protocol = protocol;
 	up->uid = sock_st.st_uid;
 	up->names = names;
 	up->n_names = (size_t)count;
@@ -308,7 +322,8 @@ try_register(const char *id)
 		if (n > 0 && (size_t)n < sizeof(list) - off)
 			off += (size_t)n;
 	}
-	log_info("registered upstream %s names=%s uid=%lu", id, list, (unsigned long)up->uid);
+	log_info("registered upstream %s names=%s uid=%lu%s", id, list, (unsigned long)up->uid,
+		 protocol == LISTENER_TLS ? " protocol=tls" : protocol == LISTENER_HTTP ? " protocol=http" : "");
 	write_status(id, "registered");
 out:
 	if (names != NULL) {

@@ -41,6 +41,8 @@ struct wire_header {
 #define WIRE_DIR_UPSTREAMS	"upstreams"	/* under the runtime directory */
 #define WIRE_SOCK_SUFFIX	".sock"
 #define WIRE_NAMES_SUFFIX	".names"
+/* An optional line of ID.names: "protocol tls" or "protocol http". */
+#define WIRE_NAMES_PROTOCOL	"protocol"
 #define WIRE_STATUS_SUFFIX	".status"	/* written by the daemon: "registered" / "refused: why" */
 
 #endif
