@@ -1,12 +1,15 @@
 #!/bin/sh
-# demo.sh - build handoff and watch it pass HTTPS and HTTP connections by name to two local upstreams.
+# demo.sh - build handoff and watch it pass HTTPS and HTTP connections by name to local upstreams and real servers.
 #
 # Usage: ./scripts/demo.sh [--keep]
 #   Runs the daemon with its built-in configuration (TLS on 127.0.0.1:8443 and
-#   [::1]:8443, HTTP on 127.0.0.1:8080), starts an upstream for a.example and
-#   one for b.example with self-signed certificates, sends a few requests with
-#   curl and shows the answers and the access log. Everything it started is
-#   stopped on exit; with --keep it keeps running until Ctrl-C.
+#   [::1]:8443, HTTP on 127.0.0.1:8080), starts a native upstream for
+#   a.example and one for b.example, an unmodified nginx (master and two
+#   workers) for c.example and an unmodified Node.js https server for
+#   d.example through `handoff run`, each with its own self-signed
+#   certificate, sends requests with curl and shows the answers and the access
+#   log. Everything it started is stopped on exit; with --keep it keeps
+#   running until Ctrl-C.
 set -eu
 
 cd "$(dirname "$0")/.."
@@ -21,7 +24,7 @@ case "${1:-}" in
 	;;
 esac
 
-PACKAGES="gcc make pkg-config libc6-dev libssl-dev openssl curl"
+PACKAGES="gcc make pkg-config libc6-dev libssl-dev openssl curl nginx nodejs"
 
 package_installed() {
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
@@ -39,9 +42,19 @@ install_missing() {
 	fi
 	echo "demo.sh: installing$missing"
 	export DEBIAN_FRONTEND=noninteractive
+	# Keep the system's own nginx service from starting on install: the
+	# demo runs its own copy on a loopback port.
+	policy=/usr/sbin/policy-rc.d
+	own_policy=0
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy"
+		chmod 755 "$policy"
+		own_policy=1
+	fi
 	apt-get update
 	# shellcheck disable=SC2086 # one word per package
 	apt-get install -y --no-install-recommends $missing
+	[ "$own_policy" -eq 0 ] || rm -f "$policy"
 }
 
 if command -v dpkg-query >/dev/null 2>&1; then
@@ -84,7 +97,7 @@ wait_for_line() {
 	return 1
 }
 
-for name in a.example b.example; do
+for name in a.example b.example c.example d.example; do
 	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 		-subj "/CN=$name" -addext "subjectAltName=DNS:$name" -days 2 \
 		-keyout "$WORK/$name.key" -out "$WORK/$name.crt" 2>/dev/null
@@ -117,6 +130,61 @@ for name in a.example b.example; do
 	grep "registered upstream $pid-" "$WORK/handoff.log" | sed 's/^/    /'
 done
 
+# Unmodified servers: their listening socket becomes a receiver for the
+# names given to `handoff run`; they keep their own TLS configuration.
+cat >"$WORK/nginx.conf" <<EOF
+daemon off;
+master_process on;
+worker_processes 2;
+user root;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 128; }
+http {
+	access_log $WORK/nginx-access.log;
+	client_body_temp_path $WORK/nginx-body;
+	proxy_temp_path $WORK/nginx-proxy;
+	fastcgi_temp_path $WORK/nginx-fastcgi;
+	uwsgi_temp_path $WORK/nginx-uwsgi;
+	scgi_temp_path $WORK/nginx-scgi;
+	server {
+		listen 127.0.0.1:9443 ssl;
+		ssl_certificate $WORK/c.example.crt;
+		ssl_certificate_key $WORK/c.example.key;
+		location / {
+			default_type text/plain;
+			return 200 "server=nginx worker pid \$pid\nsni=\$ssl_server_name\nclient=\$remote_addr:\$remote_port\n";
+		}
+	}
+}
+EOF
+cat >"$WORK/server.js" <<EOF
+const https = require('https');
+const fs = require('fs');
+https.createServer({
+	key: fs.readFileSync('$WORK/d.example.key'),
+	cert: fs.readFileSync('$WORK/d.example.crt'),
+}, (req, res) => {
+	res.setHeader('Content-Type', 'text/plain');
+	res.end('server=node ' + process.version + ' pid ' + process.pid + '\\n' +
+		'sni=' + req.socket.servername + '\\n' +
+		'client=' + req.socket.remoteAddress + ':' + req.socket.remotePort + '\\n');
+}).listen(9444, '127.0.0.1');
+EOF
+
+start_run() {	# start_run NAME PORT LABEL COMMAND...
+	name=$1 port=$2 label=$3
+	shift 3
+	echo "=== build/handoff run --name $name --port $port -- $*"
+	build/handoff run --name "$name" --port "$port" -- "$@" >"$WORK/$label.out" 2>"$WORK/$label.err" &
+	PIDS="$! $PIDS"
+	wait_for_line "$WORK/handoff.log" "registered upstream .* names=$name " 10 ||
+		{ cat "$WORK/$label.err" >&2; fail "$label was not registered for $name"; }
+	grep "names=$name " "$WORK/handoff.log" | sed 's/^/    /'
+}
+start_run c.example 9443 nginx nginx -p "$WORK" -c "$WORK/nginx.conf"
+start_run d.example 9444 node node "$WORK/server.js"
+
 # show DESCRIPTION COMMAND...: print the command, run it, indent its answer.
 show() {
 	echo
@@ -140,14 +208,19 @@ show "HTTPS, routed by the TLS server name (SNI)" \
 	curl -sS --resolve b.example:8443:127.0.0.1 --cacert "$WORK/b.example.crt" https://b.example:8443/
 show "plain HTTP, routed by the Host header" \
 	curl -sS -H 'Host: a.example' http://127.0.0.1:8080/
+show "HTTPS to an unmodified nginx (handoff run), its own certificate" \
+	curl -sS --resolve c.example:8443:127.0.0.1 --cacert "$WORK/c.example.crt" https://c.example:8443/
+show "HTTPS to an unmodified Node.js server (handoff run), its own certificate" \
+	curl -sS --resolve d.example:8443:127.0.0.1 --cacert "$WORK/d.example.crt" https://d.example:8443/
 
 echo
-echo "Each answer comes from the upstream itself: the daemon passed it the"
-echo "connected socket, so 'client=' is curl's own address and port."
+echo "Each answer comes from the server itself: the daemon passed it the"
+echo "connected socket, so 'client=' is curl's own address and port, and"
+echo "nginx and node never opened a TCP port of their own."
 echo
 echo "=== access log (the daemon's stderr), last lines"
 sleep 0.2
-grep ' outcome=' "$WORK/handoff.log" | tail -n 3 | sed 's/^/    /'
+grep ' outcome=' "$WORK/handoff.log" | tail -n 5 | sed 's/^/    /'
 
 if [ "$KEEP" -eq 1 ]; then
 	echo
