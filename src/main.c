@@ -105,6 +105,25 @@ after_batch(void *arg)
 	relays_reap();
 }
 
+/* One line of counters: what happened to the connections since start. */
+static void
+log_stats(void)
+{
+	char line[512];
+	size_t off = 0;
+	off += (size_t)snprintf(line + off, sizeof(line) - off, "stats accepted=%llu",
+				(unsigned long long)server.accepted);
+	for (int o = 0; o < OUTCOME_COUNT && off < sizeof(line); o++)
+		off += (size_t)snprintf(line + off, sizeof(line) - off, " %s=%llu", outcome_name((enum outcome)o),
+					(unsigned long long)server.outcomes[o]);
+	if (off < sizeof(line))
+		snprintf(line + off, sizeof(line) - off,
+			 " peeking=%u waiting=%u connecting=%u relaying=%u bytes_relayed=%llu",
+			 server.n_peeking, server.n_waiting, server.n_connecting, relays_active(),
+			 (unsigned long long)server.bytes_relayed);
+	log_info("%s", line);
+}
+
 static void
 on_signal(struct loop_io *io, uint32_t revents)
 {
@@ -117,6 +136,9 @@ on_signal(struct loop_io *io, uint32_t revents)
 				log_warn("cannot reopen access log %s", server.cfg.access_log);
 			else
 				log_info("access log reopened");
+			break;
+		case SIGUSR1:
+			log_stats();
 			break;
 		default:
 			log_info("signal %u: stopping", si.ssi_signo);
@@ -142,6 +164,7 @@ cmd_serve(int argc, char **argv)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	struct loop_io signal_io = { .fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC), .cb = on_signal };
 
@@ -177,6 +200,7 @@ cmd_serve(int argc, char **argv)
 	upstreams_close();
 	routes_close();
 	relays_reap();
+	log_stats();
 	loop_io_del(server.loop, &signal_io);
 	close(signal_io.fd);
 	loop_free(server.loop);

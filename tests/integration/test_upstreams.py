@@ -110,3 +110,18 @@ def test_upstreams_are_discovered_and_withdrawn(hx, certs):
 			  DISCOVERY_LIMIT)
 	assert took is not None, f"still routed {DISCOVERY_LIMIT}s after the upstream stopped:\n{d.tail()}"
 	d.wait_log(rf"dropped upstream {up.pid}-")
+
+
+def test_counters_on_sigusr1(hx, certs):
+	"""SIGUSR1 logs one line of counters that tells handed-off, refused and
+	relayed connections apart; the same line is logged at exit."""
+	port = free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"]))
+	hx.upstream(["a.example"], "site-a", daemon=d)
+	for _ in range(3):
+		assert http_get(port, "a.example").status == 200
+	assert http_get(port, "nobody.example").status == 503
+	d.wait_access(lambda r: True, count=4)
+	d.proc.send_signal(signal.SIGUSR1)
+	d.wait_log(r"stats accepted=4 handoff=3 no-route=1 invalid=0 timeout=0 refused=0 closed=0 "
+		   r"relayed=0 failed=0 peeking=0 waiting=0 connecting=0 relaying=0 bytes_relayed=0")
