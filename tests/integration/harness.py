@@ -2,6 +2,7 @@
 import io
 import os
 import re
+import resource
 import signal
 import socket
 import ssl
@@ -87,9 +88,10 @@ class Daemon:
 	"""One handoff daemon from build/asan, started with a config file; every
 	start writes its stderr to a fresh file so restarts can be told apart."""
 
-	def __init__(self, workdir, config_text, tag="handoff"):
+	def __init__(self, workdir, config_text, tag="handoff", nofile=None):
 		self.workdir = Path(workdir)
 		self.tag = tag
+		self.nofile = nofile	# RLIMIT_NOFILE (soft = hard) for the daemon, or None
 		self.config_path = self.workdir / f"{tag}.conf"
 		self.config_path.write_text(config_text)
 		match = re.search(r"^\s*access-log\s+(/\S+)", config_text, re.M)
@@ -104,10 +106,16 @@ class Daemon:
 		self.stderr_path = self.workdir / f"{self.tag}.{self.runs}.stderr"
 		env = dict(os.environ, ASAN_OPTIONS=DAEMON_ASAN_OPTIONS,
 			   UBSAN_OPTIONS="print_stacktrace=1")
+		limit = self.nofile
+
+		def set_limit():
+			if limit is not None:
+				resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
 		with open(self.stderr_path, "wb") as err:
 			self.proc = subprocess.Popen([str(HANDOFF), "serve", "-c", str(self.config_path)],
 						     stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-						     env=env)
+						     env=env, preexec_fn=set_limit)
 		ready = wait_for(lambda: daemon_ready(self.log()) or self.proc.poll() is not None, timeout)
 		if self.proc.poll() is not None or not ready or not daemon_ready(self.log()):
 			self.kill()
@@ -262,8 +270,8 @@ class Harness:
 		lines += [f"grant {spec}" for spec in grants]
 		return "\n".join(lines) + "\n"
 
-	def daemon(self, config_text, tag="handoff"):
-		d = Daemon(self.dir, config_text, tag)
+	def daemon(self, config_text, tag="handoff", nofile=None):
+		d = Daemon(self.dir, config_text, tag, nofile)
 		self.daemons.append(d)
 		return d.start()
 
