@@ -193,10 +193,12 @@ cmd_serve(int argc, char **argv)
 	if (rc < 0)
 		log_warn("event loop failed");
 
-	/* Connections still peeking or waiting die with the daemon; those
-	 * already handed off belong to their upstreams and are not touched. */
-	listeners_close();
+	/* Connections still peeking, waiting or relayed die with the daemon;
+	 * those already handed off belong to their upstreams and are not
+	 * touched. They go before the listeners, whose configuration their
+	 * access-log lines name. */
 	conns_close_all();
+	listeners_close();
 	upstreams_close();
 	routes_close();
 	relays_reap();
