@@ -53,6 +53,17 @@ struct handoff_info {
 int handoff_listen(const char *runtime_dir, const char *const *names, size_t n_names, int flags);
 
 /*
+ * handoff_listen() for one protocol only: with HANDOFF_PROTO_TLS the daemon
+ * hands this socket only connections from its TLS listeners, with
+ * HANDOFF_PROTO_HTTP only those from its plain-HTTP listeners; 0 takes
+ * both, exactly as handoff_listen(). A server that listens for TLS and for
+ * plain HTTP under the same names registers each listener so. Errors as
+ * handoff_listen(), and EINVAL for any other protocol value.
+ */
+int handoff_listen_protocol(const char *runtime_dir, const char *const *names, size_t n_names,
+			    enum handoff_protocol protocol, int flags);
+
+/*
  * Take one waiting connection, like accept4(): returns a connected TCP
  * socket whose O_NONBLOCK and FD_CLOEXEC are set exactly as flags say;
  * addr/addrlen receive the client address from getpeername() (truncated as

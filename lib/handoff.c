@@ -181,19 +181,41 @@ static bool normalize_name(const char *in, char *out)
 	return true;
 }
 
-/* The names file body: every name normalised, one per line. Caller frees. */
-static char *format_names(const char *const *names, size_t n_names, size_t *out_len)
+/* The first line of the names file for a registration limited to one
+ * protocol, "" for one that takes both. NULL for an unknown protocol. */
+static const char *protocol_line(enum handoff_protocol protocol)
 {
+	switch ((int)protocol) {
+	case 0:
+		return "";
+	case HANDOFF_PROTO_TLS:
+		return WIRE_NAMES_PROTOCOL " tls\n";
+	case HANDOFF_PROTO_HTTP:
+		return WIRE_NAMES_PROTOCOL " http\n";
+	default:
+		return NULL;
+	}
+}
+
+/* The names file body: the protocol line, if any, then every name
+ * normalised, one per line. Caller frees. */
+static char *format_names(const char *const *names, size_t n_names,
+			  enum handoff_protocol protocol, size_t *out_len)
+{
+	const char *first_line = protocol_line(protocol);
+	size_t first_len = first_line ? strlen(first_line) : 0;
 	char *body, *p;
 
-	if (!names || n_names == 0 || n_names > SIZE_MAX / (NAME_MAX_LEN + 2)) {
+	if (!first_line || !names || n_names == 0 ||
+	    n_names > (SIZE_MAX - first_len) / (NAME_MAX_LEN + 2)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	body = malloc(n_names * (NAME_MAX_LEN + 2));
+	body = malloc(first_len + n_names * (NAME_MAX_LEN + 2));
 	if (!body)
 		return NULL;
-	p = body;
+	memcpy(body, first_line, first_len);
+	p = body + first_len;
 	for (size_t i = 0; i < n_names; i++) {
 		if (!names[i] || !normalize_name(names[i], p)) {
 			free(body);
@@ -325,6 +347,12 @@ HANDOFF_API int handoff_runtime_dir(char *buf, size_t bufsize)
 HANDOFF_API int handoff_listen(const char *runtime_dir, const char *const *names,
 			       size_t n_names, int flags)
 {
+	return handoff_listen_protocol(runtime_dir, names, n_names, 0, flags);
+}
+
+HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *const *names,
+					size_t n_names, enum handoff_protocol protocol, int flags)
+{
 	char dir[PATH_MAX], upstreams[PATH_MAX], id[64];
 	char tmp_path[FILE_PATH_CAP];
 	struct registration reg = { .fd = -1 };
@@ -339,7 +367,7 @@ HANDOFF_API int handoff_listen(const char *runtime_dir, const char *const *names
 		errno = EINVAL;
 		return -1;
 	}
-	body = format_names(names, n_names, &body_len);
+	body = format_names(names, n_names, protocol, &body_len);
 	if (!body)
 		return -1;
 

@@ -3,12 +3,15 @@
  * `handoff run` sets, for the server it starts:
  *
  *   HANDOFF_NAMES="a.example,www.a.example"   names to claim
- *   HANDOFF_PORTS="8443,8080"                 TCP ports whose listeners are replaced
+ *   HANDOFF_PORTS="8443/tls,8080/http"        TCP ports whose listeners are replaced,
+ *                                             each optionally limited to the
+ *                                             connections of one protocol
  *   HANDOFF_RUNTIME_DIR=R                     the daemon's runtime directory (optional)
  *
  * When the server bind()s a TCP socket to one of those ports, this library
- * opens a receiving socket with handoff_listen() instead and dup3()s it onto
- * the server's descriptor number, keeping its FD_CLOEXEC and O_NONBLOCK, so
+ * opens a receiving socket with handoff_listen_protocol() instead (for the
+ * port's protocol, if it names one) and dup3()s it onto the server's
+ * descriptor number, keeping its FD_CLOEXEC and O_NONBLOCK, so
  * every later poll/select/epoll registration of that number watches the
  * receiver. From then on the descriptor is a listener in everything the
  * server can ask:
@@ -145,9 +148,15 @@ static pthread_once_t symbols_once = PTHREAD_ONCE_INIT;
  */
 static _Thread_local unsigned inside_libhandoff;
 
+/* One HANDOFF_PORTS entry. */
+struct handed_off_port {
+	unsigned short port;
+	enum handoff_protocol protocol;	/* 0: connections of either protocol */
+};
+
 /* The environment's wishes, read once by load_settings(). */
 static pthread_once_t settings_once = PTHREAD_ONCE_INIT;
-static unsigned short ports[MAX_PORTS];
+static struct handed_off_port ports[MAX_PORTS];
 static size_t n_ports;
 static char *names_buf;
 static const char *names[MAX_NAMES];
@@ -223,22 +232,55 @@ static void ensure_symbols(void)
 	pthread_once(&symbols_once, resolve_symbols);
 }
 
+/* After a port number in HANDOFF_PORTS: "/tls", "/http" or nothing, up to
+ * the next comma. Advances *p past it; false if it is something else. */
+static bool parse_port_protocol(const char **p, enum handoff_protocol *protocol)
+{
+	static const struct {
+		const char *suffix;
+		enum handoff_protocol protocol;
+	} suffixes[] = {
+		{ "/tls", HANDOFF_PROTO_TLS },
+		{ "/http", HANDOFF_PROTO_HTTP },
+	};
+
+	*protocol = 0;
+	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		size_t len = strlen(suffixes[i].suffix);
+
+		if (strncmp(*p, suffixes[i].suffix, len) == 0) {
+			*protocol = suffixes[i].protocol;
+			*p += len;
+			break;
+		}
+	}
+	return **p == '\0' || **p == ',';
+}
+
 static void parse_ports(const char *list)
 {
 	const char *p = list;
 
 	while (*p && n_ports < MAX_PORTS) {
 		char *end;
-		unsigned long port = strtoul(p, &end, 10);
+		const char *rest;
+		unsigned long port;
+		enum handoff_protocol protocol;
 
-		if (end == p || port == 0 || port > 65535 || (*end && *end != ',')) {
+		/* strtoul() would take a sign or blanks; a port is digits only. */
+		port = *p >= '0' && *p <= '9' ? strtoul(p, &end, 10) : 0;
+		rest = port ? end : p;
+		if (port == 0 || port > 65535 || !parse_port_protocol(&rest, &protocol)) {
 			fprintf(stderr, "handoff-preload: ignoring HANDOFF_PORTS=\"%s\": "
-				"expected ports 1..65535 separated by commas\n", list);
+				"expected ports 1..65535, each optionally followed by /tls or "
+				"/http, separated by commas\n", list);
 			n_ports = 0;
 			return;
 		}
-		ports[n_ports++] = (unsigned short)port;
-		p = *end ? end + 1 : end;
+		ports[n_ports].port = (unsigned short)port;
+		ports[n_ports].protocol = protocol;
+		n_ports++;
+		p = *rest ? rest + 1 : rest;
 	}
 }
 
@@ -286,12 +328,13 @@ static void ensure_settings(void)
 	pthread_once(&settings_once, load_settings);
 }
 
-static bool port_is_handed_off(unsigned short port)
+/* The HANDOFF_PORTS entry for port, NULL if its listeners stay TCP. */
+static const struct handed_off_port *handed_off_port(unsigned short port)
 {
 	for (size_t i = 0; i < n_ports; i++)
-		if (ports[i] == port)
-			return true;
-	return false;
+		if (ports[i].port == port)
+			return &ports[i];
+	return NULL;
 }
 
 /* ---- options ---- */
@@ -686,12 +729,14 @@ static int set_nonblocking(int fd)
 
 /*
  * Replace the TCP socket fd, about to be bound to addr, by a receiver for
- * HANDOFF_NAMES under the same descriptor number. Returns 0, or -1 with
- * errno (the server's bind() fails, and the reason goes to stderr).
+ * HANDOFF_NAMES (and the port's protocol) under the same descriptor number.
+ * Returns 0, or -1 with errno (the server's bind() fails, and the reason
+ * goes to stderr).
  */
 static int swap_listener(int fd, const struct sockaddr *addr, socklen_t addr_len,
-			 unsigned short port)
+			 const struct handed_off_port *handed_off)
 {
+	unsigned short port = handed_off->port;
 	struct listener_shadow *sh;
 	int fd_flags, status_flags, receiver, saved;
 	struct stat st;
@@ -715,7 +760,8 @@ static int swap_listener(int fd, const struct sockaddr *addr, socklen_t addr_len
 	snapshot_options(fd, sh);
 
 	inside_libhandoff++;
-	receiver = handoff_listen(NULL, names, n_names, HANDOFF_CLOEXEC);
+	receiver = handoff_listen_protocol(NULL, names, n_names, handed_off->protocol,
+					   HANDOFF_CLOEXEC);
 	inside_libhandoff--;
 	if (receiver < 0) {
 		saved = errno;
@@ -754,21 +800,24 @@ fail:
 }
 
 /* Is this bind() one to take over: a TCP socket of the address's family,
- * bound to one of HANDOFF_PORTS? Sets *port. */
-static bool wants_swap(int fd, const struct sockaddr *addr, socklen_t len, unsigned short *port)
+ * bound to one of HANDOFF_PORTS? Sets *handed_off to that port's entry. */
+static bool wants_swap(int fd, const struct sockaddr *addr, socklen_t len,
+		       const struct handed_off_port **handed_off)
 {
 	int domain = 0, type = 0, protocol = 0;
 	socklen_t optlen;
+	unsigned short port;
 
 	if (!addr || n_ports == 0)
 		return false;
 	if (addr->sa_family == AF_INET && len >= sizeof(struct sockaddr_in))
-		*port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
+		port = ntohs(((const struct sockaddr_in *)addr)->sin_port);
 	else if (addr->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6))
-		*port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
+		port = ntohs(((const struct sockaddr_in6 *)addr)->sin6_port);
 	else
 		return false;
-	if (!port_is_handed_off(*port))
+	*handed_off = handed_off_port(port);
+	if (!*handed_off)
 		return false;
 	optlen = sizeof(int);
 	if (real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &optlen) < 0)
@@ -809,14 +858,14 @@ PRELOAD_API int bind(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len)
 	} canonical;
 	struct sockaddr_storage current;
 	socklen_t current_len = sizeof(current), canonical_len;
-	unsigned short port;
+	const struct handed_off_port *handed_off;
 
 	ensure_settings();
 	if (known_listener(fd, &sh)) {
 		errno = EINVAL;		/* already bound, as TCP says */
 		return -1;
 	}
-	if (!wants_swap(fd, addr, len, &port))
+	if (!wants_swap(fd, addr, len, &handed_off))
 		return real_bind(fd, addr, len);
 	/* An already bound socket fails as TCP's would. */
 	if (real_getsockname(fd, (struct sockaddr *)&current, &current_len) < 0)
@@ -827,7 +876,7 @@ PRELOAD_API int bind(int fd, __CONST_SOCKADDR_ARG addr_arg, socklen_t len)
 		return -1;
 	}
 	canonical_len = canonical_address(addr, &canonical);
-	return swap_listener(fd, &canonical.sa, canonical_len, port);
+	return swap_listener(fd, &canonical.sa, canonical_len, handed_off);
 }
 
 /* ---- listen ---- */

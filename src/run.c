@@ -39,7 +39,8 @@
 #define NAMES_FILE_MAX		(64 * 1024)
 
 static const char usage_text[] =
-	"usage: handoff run --name NAME [--name NAME ...] --port PORT [--port PORT ...]\n"
+	"usage: handoff run --name NAME [--name NAME ...]\n"
+	"                   --port PORT[/tls|/http] [--port PORT[/tls|/http] ...]\n"
 	"                   [--runtime-dir DIR] [--wait SECONDS] -- PROGRAM [ARGS...]\n"
 	"\n"
 	"Start PROGRAM, an ordinary TCP server, so that its listening sockets on the\n"
@@ -49,8 +50,12 @@ static const char usage_text[] =
 	"\n"
 	"  --name NAME         a name to claim: a.example, *.apps.example or *; repeat\n"
 	"                      for more (the daemon's configuration must grant them)\n"
-	"  --port PORT         a TCP port PROGRAM listens on; repeat for more (all of\n"
-	"                      one protocol: the daemon does not tell them apart)\n"
+	"  --port PORT[/tls|/http]\n"
+	"                      a TCP port PROGRAM listens on; repeat for more. With\n"
+	"                      /tls it receives only the connections of the daemon's\n"
+	"                      TLS listeners, with /http only those of its plain-HTTP\n"
+	"                      listeners; without, both (say which is which when\n"
+	"                      PROGRAM serves TLS on one port and plain HTTP on another)\n"
 	"  --runtime-dir DIR   the daemon's runtime directory (default:\n"
 	"                      $HANDOFF_RUNTIME_DIR, else the daemon's default)\n"
 	"  --wait SECONDS      warn if PROGRAM has not bound a port, or the daemon has\n"
@@ -69,12 +74,24 @@ static const char usage_text[] =
 	"  handoff run --name a.example --name www.a.example --port 8000 -- \\\n"
 	"      python3 -m http.server 8000\n"
 	"\n"
+	"Serve shop.example with nginx listening for HTTPS on 8443 and for plain\n"
+	"HTTP on 8080:\n"
+	"\n"
+	"  handoff run --name shop.example --port 8443/tls --port 8080/http -- \\\n"
+	"      nginx -g 'daemon off;'\n"
+	"\n"
 	"More in docs/servers.md.\n";
+
+/* A --port: its number and the connections its listeners take. */
+struct run_port {
+	unsigned number;
+	const char *protocol;		/* "tls", "http", or NULL for both */
+};
 
 struct run_options {
 	char names[MAX_RUN_NAMES][HOSTNAME_MAX + 3];	/* "*." + name + NUL */
 	size_t n_names;
-	unsigned ports[MAX_RUN_PORTS];
+	struct run_port ports[MAX_RUN_PORTS];
 	size_t n_ports;
 	const char *runtime_dir;	/* as given, NULL: the default */
 	unsigned wait_seconds;
@@ -144,24 +161,46 @@ add_name(struct run_options *opt, const char *name)
 	return 0;
 }
 
+/* Parse "PORT", "PORT/tls" or "PORT/http". */
 static int
 add_port(struct run_options *opt, const char *text)
 {
+	static const char *const protocols[] = { "tls", "http" };
+	char digits[8];
+	const char *slash = strchr(text, '/'), *protocol = NULL;
+	size_t digits_len = slash ? (size_t)(slash - text) : strlen(text);
 	unsigned long port;
 
-	if (!parse_unsigned(text, 65535, &port) || port == 0) {
-		usage_error("invalid port '%s' (expected 1..65535)", text);
+	if (slash != NULL) {
+		for (size_t i = 0; i < sizeof(protocols) / sizeof(protocols[0]); i++)
+			if (strcmp(slash + 1, protocols[i]) == 0)
+				protocol = protocols[i];
+	}
+	if (digits_len >= sizeof(digits) || (slash != NULL && protocol == NULL))
+		goto invalid;
+	memcpy(digits, text, digits_len);
+	digits[digits_len] = '\0';
+	if (!parse_unsigned(digits, 65535, &port) || port == 0)
+		goto invalid;
+	for (size_t i = 0; i < opt->n_ports; i++) {
+		if (opt->ports[i].number != port)
+			continue;
+		if (opt->ports[i].protocol == protocol)
+			return 0;
+		/* One listener cannot be given two protocols. */
+		usage_error("port '%s' given again with another protocol", digits);
 		return -1;
 	}
-	for (size_t i = 0; i < opt->n_ports; i++)
-		if (opt->ports[i] == port)
-			return 0;
 	if (opt->n_ports == MAX_RUN_PORTS) {
 		usage_error("too many ports (at most %s)", "64");
 		return -1;
 	}
-	opt->ports[opt->n_ports++] = (unsigned)port;
+	opt->ports[opt->n_ports++] = (struct run_port){ (unsigned)port, protocol };
 	return 0;
+invalid:
+	usage_error("invalid port '%s' (expected 1..65535, optionally followed by /tls or /http)",
+		    text);
+	return -1;
 }
 
 /* "--opt VALUE" or "--opt=VALUE": the value, advancing *i; NULL if a is
@@ -662,7 +701,8 @@ descends_from(pid_t pid, pid_t ancestor)
 	return false;
 }
 
-/* Does the names file body list exactly our names? */
+/* Does the names file body list exactly our names (after the protocol
+ * line a receiver for a --port PORT/PROTOCOL writes)? */
 static bool
 names_match(const struct run_options *opt, char *body)
 {
@@ -671,6 +711,8 @@ names_match(const struct run_options *opt, char *body)
 
 	for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		bool known = false;
+		if (strncmp(line, WIRE_NAMES_PROTOCOL " ", sizeof(WIRE_NAMES_PROTOCOL)) == 0)
+			continue;
 		for (size_t i = 0; i < opt->n_names; i++)
 			if (strcmp(opt->names[i], line) == 0)
 				known = true;
@@ -804,12 +846,12 @@ warn_not_bound(const struct watch *w)
 
 	if (opt->n_ports == 1) {
 		fprintf(stderr, "handoff run: %s has not bound port %u after %u s; is it listening "
-			"on that port?\n", w->program, opt->ports[0], opt->wait_seconds);
+			"on that port?\n", w->program, opt->ports[0].number, opt->wait_seconds);
 		return;
 	}
 	for (size_t i = 0; i < opt->n_ports; i++)
 		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%u",
-					 i ? ", " : "", opt->ports[i]);
+					 i ? ", " : "", opt->ports[i].number);
 	fprintf(stderr, "handoff run: %s has not bound any of ports %s after %u s; is it "
 		"listening on them?\n", w->program, list, opt->wait_seconds);
 }
@@ -901,7 +943,7 @@ static void __attribute__((noreturn))
 exec_program(const struct run_options *opt, const char *path, const char *preload,
 	     const char *runtime_dir, const sigset_t *mask)
 {
-	char names[MAX_RUN_NAMES * sizeof(opt->names[0])], ports[MAX_RUN_PORTS * 8];
+	char names[MAX_RUN_NAMES * sizeof(opt->names[0])], ports[MAX_RUN_PORTS * 16];
 	const char *existing = getenv("LD_PRELOAD");
 	char *ld_preload = NULL;
 	size_t used = 0;
@@ -913,8 +955,10 @@ exec_program(const struct run_options *opt, const char *path, const char *preloa
 	used = 0;
 	ports[0] = '\0';
 	for (size_t i = 0; i < opt->n_ports; i++)
-		used += (size_t)snprintf(ports + used, sizeof(ports) - used, "%s%u",
-					 i ? "," : "", opt->ports[i]);
+		used += (size_t)snprintf(ports + used, sizeof(ports) - used, "%s%u%s%s",
+					 i ? "," : "", opt->ports[i].number,
+					 opt->ports[i].protocol ? "/" : "",
+					 opt->ports[i].protocol ? opt->ports[i].protocol : "");
 	if (existing != NULL && existing[0] != '\0' && strstr(existing, preload) == NULL) {
 		if (asprintf(&ld_preload, "%s:%s", existing, preload) < 0)
 			ld_preload = NULL;

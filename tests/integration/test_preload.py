@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from harness import HANDOFF, free_port, http_get, wait_for
-from preload_helpers import PRELOAD, HandoffRun, json_body, probe_command, upstream_ids
+from harness import HANDOFF, free_port, http_get, https_get, wait_for
+from preload_helpers import PRELOAD, PYTHON, HandoffRun, json_body, probe_command, upstream_ids
 
 NAME = "a.example"
 
@@ -203,6 +203,79 @@ def test_daemon_restart_does_not_disturb_the_server(hx, runs):
 	assert run.proc.poll() is None
 
 
+# An ordinary Python server with a TLS listener and a plain-HTTP listener
+# (either may be left out), answering on each with the listener's label.
+TWO_LISTENERS_SOURCE = r"""
+import json, select, signal, socket, ssl, sys
+
+tls_port, http_port, cert, key = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+context.load_cert_chain(cert, key)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+listeners = {}
+for port, label in ((tls_port, "tls"), (http_port, "http")):
+	if port:
+		sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+		sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+		sock.bind(("127.0.0.1", port))
+		sock.listen(16)
+		listeners[sock] = label
+print(json.dumps({"event": "listening"}), flush=True)
+while True:
+	for sock in select.select(list(listeners), [], [], 0.5)[0]:
+		conn, _ = sock.accept()
+		label = listeners[sock]
+		try:
+			conn.settimeout(10)
+			if label == "tls":
+				conn = context.wrap_socket(conn, server_side=True)
+			request = b""
+			while b"\r\n\r\n" not in request and len(request) < 65536:
+				chunk = conn.recv(4096)
+				if not chunk:
+					break
+				request += chunk
+			body = json.dumps({"listener": label}).encode()
+			conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() +
+				     b"\r\nConnection: close\r\n\r\n" + body)
+		except OSError as e:
+			print(json.dumps({"event": "failed", "listener": label, "error": str(e)}),
+			      flush=True)
+		finally:
+			conn.close()
+"""
+
+
+def test_run_splits_tls_and_http_between_the_listeners(hx, runs, certs):
+	"""--port A/tls --port B/http: TLS clients reach only the TLS listener,
+	plain-HTTP clients only the plain-HTTP one; a name served only over TLS
+	has no route for plain HTTP."""
+	tls_port, http_port, server_tls, server_http, tls_only = (free_port() for _ in range(5))
+	d = hx.daemon(hx.config([f"127.0.0.1:{tls_port} tls", f"127.0.0.1:{http_port} http"]))
+	script = hx.dir / "two_listeners.py"
+	script.write_text(TWO_LISTENERS_SOURCE)
+	cert, key = certs.pair(NAME)
+	both = runs("both", [PYTHON, script, server_tls, server_http, cert, key],
+		    ports=[f"{server_tls}/tls", f"{server_http}/http"])
+	both.wait_event("listening")
+	d.wait_log(r"registered upstream \d+-\S+ names=a\.example uid=\d+ protocol=tls")
+	d.wait_log(r"registered upstream \d+-\S+ names=a\.example uid=\d+ protocol=http")
+
+	for _ in range(30):
+		assert json_body(https_get(certs, tls_port, NAME)) == {"listener": "tls"}
+		assert json_body(http_get(http_port, NAME)) == {"listener": "http"}
+	assert not both.events("failed")
+
+	cert, key = certs.pair("b.example")
+	only = runs("tls-only", [PYTHON, script, tls_only, 0, cert, key], names=["b.example"],
+		    ports=[f"{tls_only}/tls"])
+	only.wait_event("listening")
+	d.wait_log(r"registered upstream \d+-\S+ names=b\.example uid=\d+ protocol=tls")
+	assert json_body(https_get(certs, tls_port, "b.example")) == {"listener": "tls"}
+	assert http_get(http_port, "b.example").status == 503
+	assert not only.events("failed")
+
+
 # ---- handoff run ----
 
 def run_command(*args, env=None, timeout=30):
@@ -349,6 +422,9 @@ def test_run_explains_a_missing_runtime_directory(hx):
 	(["--name", NAME, "--port", 8443], "which program"),
 	(["--name", "bad..name", "--port", 8443, "--", "true"], "invalid name 'bad..name'"),
 	(["--name", NAME, "--port", 70000, "--", "true"], "invalid port '70000'"),
+	(["--name", NAME, "--port", "8443/quic", "--", "true"], "invalid port '8443/quic'"),
+	(["--name", NAME, "--port", "8443/tls", "--port", "8443/http", "--", "true"],
+	 "port '8443' given again with another protocol"),
 	(["--name", NAME, "--port", 8443, "--wait", "soon", "--", "true"], "invalid --wait 'soon'"),
 	(["--name", NAME, "--port", 8443, "--frobnicate", "--", "true"], "unknown option"),
 	(["--name"], "--name needs a value"),
@@ -363,6 +439,7 @@ def test_run_help_and_unknown_program(hx):
 	result = run_command("--help")
 	assert result.returncode == 0
 	assert "usage: handoff run --name NAME" in result.stdout and "Example" in result.stdout
+	assert "--port 8443/tls --port 8080/http" in result.stdout
 	hx.runtime_dir.joinpath("upstreams").mkdir(parents=True)
 	result = run_command("--name", NAME, "--port", 8443, "--runtime-dir", hx.runtime_dir,
 			     "--", "no-such-program-for-handoff")

@@ -377,6 +377,47 @@ static void test_listen_rejects_invalid(void **state)
 	assert_int_equal(total, 0);
 }
 
+/* The names file of a registration for one protocol starts with the line
+ * the daemon reads as that limit; protocol 0 writes the names alone. */
+static void test_listen_protocol(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		int protocol;
+		const char *content;
+	} cases[] = {
+		{ 0, "a.example\n*.b.example\n" },
+		{ HANDOFF_PROTO_TLS, "protocol tls\na.example\n*.b.example\n" },
+		{ HANDOFF_PROTO_HTTP, "protocol http\na.example\n*.b.example\n" },
+	};
+	static const int invalid[] = { -1, 3, 255 };
+	const char *names[] = { "A.example", "*.b.example." };
+	char path[512], content[1024];
+	int fd, total;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fd = handoff_listen_protocol(f->dir, names, 2,
+					     (enum handoff_protocol)cases[i].protocol, 0);
+		assert_true(fd >= 0);
+		assert_int_equal(find_entry(f, WIRE_NAMES_SUFFIX, path, sizeof(path), &total), 1);
+		read_file(path, content, sizeof(content));
+		assert_string_equal(content, cases[i].content);
+		assert_int_equal(handoff_close(fd), 0);
+	}
+	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+		errno = 0;
+		assert_int_equal(handoff_listen_protocol(f->dir, names, 2,
+							 (enum handoff_protocol)invalid[i], 0), -1);
+		assert_int_equal(errno, EINVAL);
+	}
+	/* An invalid name still fails with a valid protocol. */
+	names[1] = "a..b";
+	assert_int_equal(handoff_listen_protocol(f->dir, names, 2, HANDOFF_PROTO_TLS, 0), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(find_entry(f, "", path, sizeof(path), &total), 0);
+	assert_int_equal(total, 0);
+}
+
 static void test_listen_missing_directories(void **state)
 {
 	struct fixture *f = *state;
@@ -832,6 +873,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listen_mode_ignores_umask, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_flags_cleared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_rejects_invalid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_protocol, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_missing_directories, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_path_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_delivers_connection, setup, teardown),
