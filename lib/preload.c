@@ -22,6 +22,10 @@
  *                   (v4-mapped if the server listens on IPv6 and the client
  *                   came over IPv4), EAGAIN when non-blocking and nothing
  *                   waits, EMFILE without losing the waiting connection
+ *   getpeername()   on an accepted connection: what accept() said, i.e. the
+ *                   client a PROXY header named when the daemon's listener
+ *                   sits behind a load balancer (accept-proxy), v4-mapped
+ *                   when the server listens on IPv6
  *   getsockname()   the address the server bound
  *   getsockopt()    SO_TYPE SOCK_STREAM, SO_DOMAIN, SO_PROTOCOL IPPROTO_TCP,
  *                   SO_ACCEPTCONN, SO_ERROR 0; any other option: the value the
@@ -128,6 +132,56 @@ struct listener_shadow {
  * shadow_lock. The array lives in .bss: untouched pages cost nothing.
  */
 static _Atomic(struct listener_shadow *) shadow_by_fd[MAX_TRACKED_FD];
+
+/*
+ * Accepted connections whose client address is not the socket's peer: the
+ * daemon's listener accepted a PROXY header from a load balancer, so the
+ * real client is in the handoff header. getpeername() answers with it.
+ * The socket's inode guards against a descriptor number reused after a
+ * close this library did not see (fclose() and other internal closes).
+ */
+struct peer_override {
+	ino_t ino;
+	socklen_t len;
+	struct sockaddr_storage addr;
+};
+static _Atomic(struct peer_override *) peer_by_fd[MAX_TRACKED_FD];
+/* Held to replace an entry and to read one: a reader copies under it, so
+ * a close() in another thread never frees what is being read. */
+static pthread_mutex_t peer_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void set_peer_override(int fd, struct peer_override *po)
+{
+	struct peer_override *old;
+
+	if (fd < 0 || fd >= MAX_TRACKED_FD) {
+		free(po);
+		return;
+	}
+	pthread_mutex_lock(&peer_lock);
+	old = atomic_exchange_explicit(&peer_by_fd[fd], po, memory_order_acq_rel);
+	pthread_mutex_unlock(&peer_lock);
+	free(old);
+}
+
+/* Copy fd's override into *out; false if it has none. */
+static bool get_peer_override(int fd, struct peer_override *out)
+{
+	struct peer_override *po;
+	bool found = false;
+
+	if (fd < 0 || fd >= MAX_TRACKED_FD ||
+	    atomic_load_explicit(&peer_by_fd[fd], memory_order_acquire) == NULL)
+		return false;
+	pthread_mutex_lock(&peer_lock);
+	po = atomic_load_explicit(&peer_by_fd[fd], memory_order_acquire);
+	if (po != NULL) {
+		*out = *po;
+		found = true;
+	}
+	pthread_mutex_unlock(&peer_lock);
+	return found;
+}
 static pthread_mutex_t shadow_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The real functions, found with dlsym(RTLD_NEXT) on first use. */
@@ -139,6 +193,7 @@ static int (*real_getsockname)(int, struct sockaddr *, socklen_t *);
 static int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 static int (*real_setsockopt)(int, int, int, const void *, socklen_t);
 static int (*real_close)(int);
+static int (*real_getpeername)(int, struct sockaddr *, socklen_t *);
 static pthread_once_t symbols_once = PTHREAD_ONCE_INIT;
 
 /*
@@ -219,9 +274,10 @@ static void resolve_symbols(void)
 	RESOLVE(real_getsockopt, "getsockopt");
 	RESOLVE(real_setsockopt, "setsockopt");
 	RESOLVE(real_close, "close");
+	RESOLVE(real_getpeername, "getpeername");
 #undef RESOLVE
 	if (!real_bind || !real_listen || !real_accept || !real_accept4 || !real_getsockname ||
-	    !real_getsockopt || !real_setsockopt || !real_close) {
+	    !real_getsockopt || !real_setsockopt || !real_close || !real_getpeername) {
 		fprintf(stderr, "handoff-preload: cannot find the C library's socket functions\n");
 		abort();
 	}
@@ -977,12 +1033,41 @@ static int accept_handoff(int fd, struct sockaddr *addr, socklen_t *addrlen, int
 		errno = EFAULT;
 		return -1;
 	}
+	struct handoff_info info;
+	struct peer_override *po = NULL;
+
 	inside_libhandoff++;
-	conn = handoff_accept(fd, (struct sockaddr *)&peer, &peer_len, flags, NULL);
+	conn = handoff_accept(fd, (struct sockaddr *)&peer, &peer_len, flags, &info);
 	inside_libhandoff--;
 	if (conn < 0)
 		return -1;
+	bool differs = false;
+
+	if (info.peer_len > 0 && info.peer_len <= sizeof(peer) &&
+	    (info.peer_len != peer_len || memcmp(&info.peer, &peer, peer_len) != 0)) {
+		memcpy(&peer, &info.peer, info.peer_len);
+		peer_len = info.peer_len;
+		differs = true;
+	}
+	sa_family_t family = peer.ss_family;
 	peer_len = convert_peer(sh->addr.sa.sa_family, &peer, peer_len);
+	/* getpeername() must agree with accept(): the PROXY client, or the
+	 * v4-mapped form an IPv6 listener would have given. */
+	if (differs || peer.ss_family != family) {
+		struct stat st;
+
+		po = malloc(sizeof(*po));
+		if (po != NULL && fstat(conn, &st) == 0) {
+			po->ino = st.st_ino;
+			po->addr = peer;
+			po->len = peer_len;
+		} else {
+			free(po);
+			po = NULL;
+		}
+	}
+	/* Also clears what a reused descriptor number may have left. */
+	set_peer_override(conn, po);
 	apply_inherited_options(conn, sh);
 	if (addr) {
 		memcpy(addr, &peer, *addrlen < peer_len ? *addrlen : peer_len);
@@ -1020,6 +1105,24 @@ PRELOAD_API int accept(int fd, __SOCKADDR_ARG addr_arg, socklen_t *restrict addr
 	}
 	/* accept() is accept4() with no flags: blocking, inheritable. */
 	return accept_handoff(fd, addr, addrlen, 0, &sh);
+}
+
+PRELOAD_API int getpeername(int fd, __SOCKADDR_ARG addr_arg, socklen_t *restrict len)
+{
+	struct sockaddr *addr = SOCKADDR_PTR(addr_arg);
+	struct peer_override po;
+	struct stat st;
+
+	ensure_symbols();
+	if (!get_peer_override(fd, &po) || fstat(fd, &st) < 0 || st.st_ino != po.ino)
+		return real_getpeername(fd, addr, len);
+	if (!len || (!addr && *len)) {
+		errno = EFAULT;
+		return -1;
+	}
+	memcpy(addr, &po.addr, *len < po.len ? *len : po.len);
+	*len = po.len;
+	return 0;
 }
 
 /* ---- getsockname, getsockopt, setsockopt ---- */
@@ -1189,6 +1292,9 @@ PRELOAD_API int setsockopt(int fd, int level, int name, const void *value, sockl
 PRELOAD_API int close(int fd)
 {
 	ensure_symbols();
+	if (fd >= 0 && fd < MAX_TRACKED_FD &&
+	    atomic_load_explicit(&peer_by_fd[fd], memory_order_relaxed) != NULL)
+		set_peer_override(fd, NULL);
 	if (maybe_swapped(fd)) {
 		struct listener_shadow *sh;
 

@@ -445,3 +445,79 @@ def test_run_help_and_unknown_program(hx):
 			     "--", "no-such-program-for-handoff")
 	assert result.returncode == 127
 	assert "no-such-program-for-handoff: command not found" in result.stderr
+
+
+# An ordinary Python server (IPv4 or IPv6 listener) that answers with what
+# accept() and getpeername() told it about the client.
+PEER_ECHO_SOURCE = r"""
+import json, signal, socket, sys
+
+port, family = int(sys.argv[1]), sys.argv[2]
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+if family == "6":
+	sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+	sock.bind(("::1", port))
+else:
+	sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	sock.bind(("127.0.0.1", port))
+sock.listen(16)
+print(json.dumps({"event": "listening"}), flush=True)
+while True:
+	conn, accepted = sock.accept()
+	with conn:
+		conn.settimeout(10)
+		request = b""
+		while b"\r\n\r\n" not in request and len(request) < 65536:
+			chunk = conn.recv(4096)
+			if not chunk:
+				break
+			request += chunk
+		body = json.dumps({"accepted": list(accepted[:2]),
+				   "getpeername": list(conn.getpeername()[:2])}).encode()
+		conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: " + str(len(body)).encode() +
+			     b"\r\nConnection: close\r\n\r\n" + body)
+"""
+
+
+@pytest.mark.parametrize("family", ["4", "6"])
+def test_client_address_from_a_proxy_header_reaches_the_server(hx, runs, family):
+	"""Behind a balancer (a listener with accept-proxy), an unmodified server
+	sees the client the PROXY header names, from accept() and getpeername()
+	alike, v4-mapped on an IPv6 listener; a direct client still sees itself."""
+	port, server_port = free_port(), free_port(("127.0.0.1", "::1"))
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} http accept-proxy 127.0.0.2"]))
+	script = hx.dir / "peer_echo.py"
+	script.write_text(PEER_ECHO_SOURCE)
+	run = runs("peer-echo", [PYTHON, script, server_port, family], ports=[server_port])
+	run.wait_event("listening")
+	d.wait_log(r"registered upstream \d+-\S+ names=a\.example")
+
+	import socket
+	balancer = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	balancer.bind(("127.0.0.2", 0))		# the trusted source
+	balancer.settimeout(10)
+	balancer.connect(("127.0.0.1", port))
+	balancer.sendall(b"PROXY TCP4 203.0.113.9 127.0.0.1 4242 443\r\n"
+			 b"GET / HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")
+	answer = b""
+	while True:
+		chunk = balancer.recv(4096)
+		if not chunk:
+			break
+		answer += chunk
+	balancer.close()
+	body = json_body_bytes(answer)
+	expected = ["203.0.113.9", 4242] if family == "4" else ["::ffff:203.0.113.9", 4242]
+	assert body == {"accepted": expected, "getpeername": expected}
+	d.wait_access(lambda r: r.get("client") == "203.0.113.9:4242" and r.get("via", "").startswith("127.0.0.2:"))
+
+	direct = json_body(http_get(port, NAME))
+	assert direct["accepted"] == direct["getpeername"]
+	assert direct["accepted"][0] in ("127.0.0.1", "::ffff:127.0.0.1")
+
+
+def json_body_bytes(raw):
+	import json
+	head, _, body = raw.partition(b"\r\n\r\n")
+	assert head.startswith(b"HTTP/1.1 200"), raw[:200]
+	return json.loads(body)
