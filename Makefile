@@ -87,6 +87,15 @@ $(BUILD)/https-upstream: $(BUILD)/examples/https_upstream.o $(BUILD)/libhandoff.
 $(BUILD)/test_libhandoff: $(BUILD)/tests/unit/test_libhandoff.o $(BUILD)/libhandoff.a
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka -lpthread
 
+# The peek parsers' tests share the fixture checks in tests/unit/sample_check.c.
+SAMPLE_TESTS := $(BUILD)/test_http_host $(BUILD)/test_tls_hello
+SAMPLE_CHECK := $(BUILD)/tests/unit/sample_check.o
+
+$(SAMPLE_CHECK) $(SAMPLE_TESTS:$(BUILD)/%=$(BUILD)/tests/unit/%.o): tests/unit/sample_check.h
+
+$(SAMPLE_TESTS): $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(SAMPLE_CHECK) $(BUILD)/libcore.a
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcore.a
 	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
 
@@ -96,7 +105,7 @@ unit: $(UNIT_BINS)
 # links only that and the helpers every parser uses, not the daemon.
 FUZZ_COMMON := src/peek.c src/hostname.c
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/%.c $(FUZZ_COMMON) $(wildcard src/*.h)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/%.c $(FUZZ_COMMON) $(wildcard src/*.h) tests/fuzz/fuzz_common.h
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -std=c17 -g -O1 $(WARNINGS) -fsanitize=fuzzer,address,undefined \
 		-o $@ $< src/$*.c $(FUZZ_COMMON)

@@ -447,13 +447,7 @@ http_host_parse(const uint8_t *buf, size_t len, struct peek_result *out)
 		out->why = "HTTP/1.1 request without Host";
 		return PEEK_INVALID;
 	}
-	out->name[0] = '\0';
-	out->name_len = 0;
-	if (s == STEP_MORE) {
-		out->consumed = p.len;
-		return PEEK_NEED_MORE;
-	}
-	out->consumed = p.examined;
-	out->why = p.why;
-	return PEEK_INVALID;
+	if (s == STEP_MORE)
+		return peek_need_more(out, p.len);
+	return peek_invalid(out, p.examined, p.why);
 }

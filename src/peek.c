@@ -28,3 +28,20 @@ peek_result_clear(struct peek_result *out)
 	out->consumed = 0;
 	out->why = NULL;
 }
+
+enum peek_status
+peek_need_more(struct peek_result *out, size_t len)
+{
+	peek_result_clear(out);
+	out->consumed = len;
+	return PEEK_NEED_MORE;
+}
+
+enum peek_status
+peek_invalid(struct peek_result *out, size_t examined, const char *why)
+{
+	peek_result_clear(out);
+	out->consumed = examined;
+	out->why = why;
+	return PEEK_INVALID;
+}

@@ -45,4 +45,12 @@ const char *peek_status_name(enum peek_status status);
 /* Empty name and ALPN, consumed 0, why NULL: the state every parser starts from. */
 void peek_result_clear(struct peek_result *out);
 
+/* A parser's answer when it stopped short of a verdict: whatever it had filled
+ * in is dropped, and the whole input of len bytes is a valid start. */
+enum peek_status peek_need_more(struct peek_result *out, size_t len);
+
+/* A parser's answer when the first `examined` bytes are malformed for the
+ * static reason why; whatever it had filled in is dropped. */
+enum peek_status peek_invalid(struct peek_result *out, size_t examined, const char *why);
+
 #endif

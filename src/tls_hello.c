@@ -353,14 +353,7 @@ tls_hello_parse(const uint8_t *buf, size_t len, struct peek_result *out)
 		return PEEK_NO_NAME;
 	}
 	/* Only a finished hello leaves a name or ALPN behind. */
-	out->name[0] = '\0';
-	out->name_len = 0;
-	out->alpn_len = 0;
-	if (s == STEP_MORE) {
-		out->consumed = r.len;
-		return PEEK_NEED_MORE;
-	}
-	out->consumed = r.examined;
-	out->why = r.why;
-	return PEEK_INVALID;
+	if (s == STEP_MORE)
+		return peek_need_more(out, r.len);
+	return peek_invalid(out, r.examined, r.why);
 }

@@ -1,24 +1,11 @@
 /* fuzz_proxy_proto.c - libFuzzer target: proxy_proto_parse invariants and encode/decode round trips. */
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "fuzz_common.h"
 #include "proxy_proto.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)								\
-	do {									\
-		if (!(cond)) {							\
-			fprintf(stderr, "invariant failed: %s (%s:%d)\n",	\
-				#cond, __FILE__, __LINE__);			\
-			abort();						\
-		}								\
-	} while (0)
 
 static size_t
 sockaddr_size(const struct sockaddr_storage *ss)
@@ -131,16 +118,12 @@ sockaddr_from_bytes(int family, const uint8_t *p)
 
 	memset(&ss, 0, sizeof(ss));
 	if (family == AF_INET) {
-		struct sockaddr_in sin;
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
+		struct sockaddr_in sin = { .sin_family = AF_INET };
 		memcpy(&sin.sin_addr, p, 4);
 		memcpy(&sin.sin_port, p + 16, 2);
 		memcpy(&ss, &sin, sizeof(sin));
 	} else {
-		struct sockaddr_in6 sin6;
-		memset(&sin6, 0, sizeof(sin6));
-		sin6.sin6_family = AF_INET6;
+		struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6 };
 		memcpy(&sin6.sin6_addr, p, 16);
 		memcpy(&sin6.sin6_port, p + 16, 2);
 		memcpy(&ss, &sin6, sizeof(sin6));

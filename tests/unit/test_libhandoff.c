@@ -115,6 +115,16 @@ static int listen_one(const struct fixture *f, const char *name, int flags)
 	return fd;
 }
 
+/* Register for "a.example" as an upstream would; the path the daemon sends
+ * to goes into sock_path. */
+static int listen_for_handoffs(const struct fixture *f, int flags, char *sock_path, size_t size)
+{
+	int fd = listen_one(f, "a.example", flags);
+
+	sock_path_of(f, sock_path, size);
+	return fd;
+}
+
 /* A connected loopback TCP pair; the server side is non-blocking, as the
  * daemon leaves it. */
 static void tcp_pair(int *client, int *server)
@@ -230,6 +240,14 @@ static bool carries_data(int from, int to)
 	return read(to, buf, sizeof(buf)) == 4 && memcmp(buf, "ping", 4) == 0;
 }
 
+/* conn is the upstream's end of client's connection: bytes arrive, then both close. */
+static void check_carries_and_close(int conn, int client)
+{
+	assert_true(carries_data(conn, client));
+	close(conn);
+	close(client);
+}
+
 static bool is_nonblocking(int fd)
 {
 	int fl = fcntl(fd, F_GETFL);
@@ -244,6 +262,22 @@ static bool is_cloexec(int fd)
 
 	assert_true(fl >= 0);
 	return fl & FD_CLOEXEC;
+}
+
+/* Hand a fresh connection off under name and accept it with flags alone, no
+ * address or info wanted: it arrives with exactly the flags asked for. */
+static void check_accept_with_flags(int fd, const char *sock_path, const char *name, int flags)
+{
+	int client, server, conn;
+
+	tcp_pair(&client, &server);
+	hand_off(sock_path, WIRE_PROTO_HTTP, name, server);
+	conn = handoff_accept(fd, NULL, NULL, flags, NULL);
+	assert_true(conn >= 0);
+	assert_int_equal(is_nonblocking(conn), (flags & HANDOFF_NONBLOCK) != 0);
+	assert_int_equal(is_cloexec(conn), (flags & HANDOFF_CLOEXEC) != 0);
+	close(conn);
+	close(client);
 }
 
 static void read_file(const char *path, char *buf, size_t size)
@@ -457,10 +491,8 @@ static void test_accept_delivers_connection(void **state)
 	struct sockaddr_storage addr;
 	struct sockaddr_in expected;
 	socklen_t addrlen, explen = sizeof(expected);
-	int fd = listen_one(f, "a.example", HANDOFF_NONBLOCK | HANDOFF_CLOEXEC);
+	int fd = listen_for_handoffs(f, HANDOFF_NONBLOCK | HANDOFF_CLOEXEC, sock_path, sizeof(sock_path));
 	int client, server, conn;
-
-	sock_path_of(f, sock_path, sizeof(sock_path));
 
 	/* Non-blocking and close-on-exec requested, full address. */
 	tcp_pair(&client, &server);
@@ -506,19 +538,10 @@ static void test_accept_delivers_connection(void **state)
 	assert_int_equal(((char *)&addr)[4], 0);
 	assert_int_equal(info.protocol, HANDOFF_PROTO_HTTP);
 	assert_string_equal(info.name, "");
-	assert_true(carries_data(conn, client));
-	close(conn);
-	close(client);
+	check_carries_and_close(conn, client);
 
 	/* No address or info wanted. */
-	tcp_pair(&client, &server);
-	hand_off(sock_path, WIRE_PROTO_HTTP, "b.example", server);
-	conn = handoff_accept(fd, NULL, NULL, HANDOFF_CLOEXEC, NULL);
-	assert_true(conn >= 0);
-	assert_false(is_nonblocking(conn));
-	assert_true(is_cloexec(conn));
-	close(conn);
-	close(client);
+	check_accept_with_flags(fd, sock_path, "b.example", HANDOFF_CLOEXEC);
 
 	/* Nothing left. */
 	assert_int_equal(handoff_accept(fd, NULL, NULL, 0, NULL), -1);
@@ -537,10 +560,9 @@ static void test_accept_alpn_and_newer_version(void **state)
 	} v2;
 	char sock_path[512];
 	struct handoff_info info;
-	int fd = listen_one(f, "a.example", HANDOFF_NONBLOCK);
+	int fd = listen_for_handoffs(f, HANDOFF_NONBLOCK, sock_path, sizeof(sock_path));
 	int client, server, conn;
 
-	sock_path_of(f, sock_path, sizeof(sock_path));
 	tcp_pair(&client, &server);
 	memset(&v2, 0x5a, sizeof(v2));
 	make_header(&v2.h, WIRE_PROTO_TLS, "a.example", server);
@@ -555,9 +577,7 @@ static void test_accept_alpn_and_newer_version(void **state)
 	assert_true(conn >= 0);
 	assert_int_equal(info.alpn_len, sizeof(alpn));
 	assert_memory_equal(info.alpn, alpn, sizeof(alpn));
-	assert_true(carries_data(conn, client));
-	close(conn);
-	close(client);
+	check_carries_and_close(conn, client);
 	handoff_close(fd);
 }
 
@@ -567,10 +587,9 @@ static void test_accept_discards_invalid(void **state)
 	char sock_path[512];
 	struct wire_header h;
 	struct handoff_info info;
-	int fd = listen_one(f, "a.example", HANDOFF_NONBLOCK | HANDOFF_CLOEXEC);
+	int fd = listen_for_handoffs(f, HANDOFF_NONBLOCK | HANDOFF_CLOEXEC, sock_path, sizeof(sock_path));
 	int clients[8], servers[8], pipe_fds[2], conn, n = 0;
 
-	sock_path_of(f, sock_path, sizeof(sock_path));
 	for (int i = 0; i < 8; i++)
 		tcp_pair(&clients[i], &servers[i]);
 
@@ -643,11 +662,10 @@ static void test_accept_gives_up_after_many_invalid(void **state)
 	struct sockaddr_un sender_addr;
 	socklen_t sender_len = sizeof(sender_addr);
 	sa_family_t autobind = AF_UNIX;
-	int fd = listen_one(f, "a.example", HANDOFF_NONBLOCK);
+	int fd = listen_for_handoffs(f, HANDOFF_NONBLOCK, sock_path, sizeof(sock_path));
 	int sender = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	int client, server, conn;
 
-	sock_path_of(f, sock_path, sizeof(sock_path));
 	/* The kernel holds only net.unix.max_dgram_qlen (often 10) datagrams
 	 * for an unconnected receiver, but no such limit applies to messages
 	 * from the socket the receiver is connected to: connect the upstream
@@ -685,8 +703,7 @@ static void test_accept_rejects_other_senders(void **state)
 
 	if (geteuid() != 0)
 		skip();	/* sending as another user needs root */
-	fd = listen_one(f, "a.example", HANDOFF_NONBLOCK);
-	sock_path_of(f, sock_path, sizeof(sock_path));
+	fd = listen_for_handoffs(f, HANDOFF_NONBLOCK, sock_path, sizeof(sock_path));
 	tcp_pair(&client, &server);
 
 	child = fork();
@@ -716,10 +733,9 @@ static void test_accept_emfile_keeps_message(void **state)
 	struct fixture *f = *state;
 	char sock_path[512];
 	struct rlimit saved, tight;
-	int fd = listen_one(f, "a.example", HANDOFF_NONBLOCK);
+	int fd = listen_for_handoffs(f, HANDOFF_NONBLOCK, sock_path, sizeof(sock_path));
 	int client, server, lowest_free, conn, err;
 
-	sock_path_of(f, sock_path, sizeof(sock_path));
 	tcp_pair(&client, &server);
 	hand_off(sock_path, WIRE_PROTO_HTTP, "a.example", server);
 
@@ -741,9 +757,7 @@ static void test_accept_emfile_keeps_message(void **state)
 	/* The connection is still queued. */
 	conn = handoff_accept(fd, NULL, NULL, 0, NULL);
 	assert_true(conn >= 0);
-	assert_true(carries_data(conn, client));
-	close(conn);
-	close(client);
+	check_carries_and_close(conn, client);
 	handoff_close(fd);
 }
 
@@ -758,10 +772,9 @@ static void test_accept_blocking_and_eintr(void **state)
 	char sock_path[512];
 	struct sigaction sa = { .sa_handler = on_alarm }, old_sa;
 	struct itimerval timer = { .it_value = { .tv_usec = 100 * 1000 } }, off = { 0 };
-	int fd = listen_one(f, "a.example", 0);
-	int client, server, conn, err;
+	int fd = listen_for_handoffs(f, 0, sock_path, sizeof(sock_path));
+	int conn, err;
 
-	sock_path_of(f, sock_path, sizeof(sock_path));
 	/* No SA_RESTART: the blocked receive must come back with EINTR. */
 	sigemptyset(&sa.sa_mask);
 	assert_int_equal(sigaction(SIGALRM, &sa, &old_sa), 0);
@@ -775,14 +788,7 @@ static void test_accept_blocking_and_eintr(void **state)
 
 	/* A blocking fd waits past invalid messages to the valid one. */
 	send_message(sock_path, "junk", 4, NULL, 0);
-	tcp_pair(&client, &server);
-	hand_off(sock_path, WIRE_PROTO_HTTP, "a.example", server);
-	conn = handoff_accept(fd, NULL, NULL, HANDOFF_NONBLOCK, NULL);
-	assert_true(conn >= 0);
-	assert_true(is_nonblocking(conn));
-	assert_false(is_cloexec(conn));
-	close(conn);
-	close(client);
+	check_accept_with_flags(fd, sock_path, "a.example", HANDOFF_NONBLOCK);
 	handoff_close(fd);
 }
 

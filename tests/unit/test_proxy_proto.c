@@ -30,25 +30,17 @@ static struct sockaddr_storage
 sockaddr_of(const char *text, unsigned port)
 {
 	struct sockaddr_storage ss;
-	struct sockaddr_in sin;
-	struct sockaddr_in6 sin6;
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct sockaddr_in6 sin6 = { .sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port) };
 
+	/* No text is both IPv4 and IPv6, so the first that parses names the family. */
 	memset(&ss, 0, sizeof(ss));
-	if (strchr(text, ':') == NULL) {
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		sin.sin_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET, text, &sin.sin_addr) != 1)
-			fail_msg("bad test address %s", text);
+	if (inet_pton(AF_INET, text, &sin.sin_addr) == 1)
 		memcpy(&ss, &sin, sizeof(sin));
-	} else {
-		memset(&sin6, 0, sizeof(sin6));
-		sin6.sin6_family = AF_INET6;
-		sin6.sin6_port = htons((uint16_t)port);
-		if (inet_pton(AF_INET6, text, &sin6.sin6_addr) != 1)
-			fail_msg("bad test address %s", text);
+	else if (inet_pton(AF_INET6, text, &sin6.sin6_addr) == 1)
 		memcpy(&ss, &sin6, sizeof(sin6));
-	}
+	else
+		fail_msg("bad test address %s", text);
 	return ss;
 }
 
