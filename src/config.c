@@ -57,6 +57,8 @@ static const struct directive directives[] = {
 	{ "max-peeking", "max-peeking N", DIRECTIVE_COUNT, offsetof(struct config, max_peeking) },
 	{ "max-per-ip", "max-per-ip N", DIRECTIVE_COUNT, offsetof(struct config, max_per_ip) },
 	{ "max-pending", "max-pending N", DIRECTIVE_COUNT, offsetof(struct config, max_pending) },
+	{ "max-relays", "max-relays N", DIRECTIVE_COUNT, offsetof(struct config, max_relays) },
+	{ "max-relays-per-ip", "max-relays-per-ip N", DIRECTIVE_COUNT, offsetof(struct config, max_relays_per_ip) },
 	{ "listen", "listen ADDRESS:PORT tls|http [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]]",
 	  DIRECTIVE_LISTEN, 0 },
 	{ "grant", "grant PATTERN to PRINCIPAL [PRINCIPAL ...]", DIRECTIVE_GRANT, 0 },
@@ -782,6 +784,30 @@ set_defaults(struct config *cfg, const char *label)
 	cfg->max_peeking = 4096;
 	cfg->max_per_ip = 64;
 	cfg->max_pending = 256;
+	cfg->max_relays = 512;
+	cfg->max_relays_per_ip = 32;
+}
+
+/* max-relays-per-ip above max-relays could never apply: an explicit one is
+ * a mistake to report, the default simply follows a lower max-relays. */
+static int
+check_relay_limits(struct parser *p)
+{
+	struct config *cfg = p->cfg;
+	if (cfg->max_relays_per_ip <= cfg->max_relays)
+		return 0;
+	int per_ip_line = 0;
+	for (size_t i = 0; i < N_DIRECTIVES; i++)
+		if (directives[i].field == offsetof(struct config, max_relays_per_ip) &&
+		    directives[i].kind == DIRECTIVE_COUNT)
+			per_ip_line = p->set_on_line[i];
+	if (per_ip_line == 0) {
+		cfg->max_relays_per_ip = cfg->max_relays;
+		return 0;
+	}
+	p->line = per_ip_line;
+	return fail(p, "max-relays-per-ip: %u is more than max-relays %u (lower it, or raise max-relays)",
+		    cfg->max_relays_per_ip, cfg->max_relays);
 }
 
 int
@@ -815,6 +841,8 @@ config_load_string(const char *text, const char *label, struct config *out, char
 		report(err, errlen, label, 0, "no 'listen' directive (add e.g. 'listen 127.0.0.1:8443 tls')");
 		goto error;
 	}
+	if (check_relay_limits(&p) < 0)
+		goto error;
 	*out = cfg;
 	return 0;
 error:

@@ -80,6 +80,8 @@ struct config {
 	unsigned max_peeking;		/* connections in the peek phase, all listeners */
 	unsigned max_per_ip;		/* peek-phase connections per client address */
 	unsigned max_pending;		/* connections waiting per upstream */
+	unsigned max_relays;		/* relayed (or connecting) connections in all */
+	unsigned max_relays_per_ip;	/* ... from one client address */
 	struct config_listener *listeners;
 	size_t n_listeners;
 	struct config_grant *grants;

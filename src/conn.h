@@ -54,6 +54,7 @@ struct conn {
 	struct target *target;		/* CONN_CONNECTING / CONN_RELAYING */
 	const struct config_route *route_cfg;	/* the target's route */
 	struct relay *relay;		/* CONN_RELAYING */
+	struct iplimit_entry *relay_ip_slot;	/* CONN_CONNECTING / CONN_RELAYING: max-relays-per-ip */
 	struct relay_stats relayed;
 };
 

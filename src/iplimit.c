@@ -1,4 +1,4 @@
-/* iplimit.c - hash of client addresses to peek-phase connection counts. */
+/* iplimit.c - hash of client addresses to connection counts: peek phase and relays. */
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,7 +10,8 @@
 
 struct iplimit_entry {
 	struct iplimit_entry *next;
-	unsigned count;
+	unsigned count;		/* peek phase */
+	unsigned relays;	/* relayed or connecting to a TCP target */
 	uint8_t key[16];	/* IPv4 stored v4-mapped, so both families share one space */
 };
 
@@ -39,8 +40,22 @@ hash_key(const uint8_t key[16])
 	return h % IPLIMIT_BUCKETS;
 }
 
+/* Both counts share one entry per address, so relays are keyed exactly
+ * like max-per-ip. */
+static unsigned *
+count_of(struct iplimit_entry *e, enum iplimit_kind kind)
+{
+	return kind == IPLIMIT_RELAYS ? &e->relays : &e->count;
+}
+
 struct iplimit_entry *
 iplimit_acquire(const struct sockaddr_storage *addr, unsigned max)
+{
+	return iplimit_acquire_kind(IPLIMIT_PEEKING, addr, max);
+}
+
+struct iplimit_entry *
+iplimit_acquire_kind(enum iplimit_kind kind, const struct sockaddr_storage *addr, unsigned max)
 {
 	uint8_t key[16];
 	make_key(addr, key);
@@ -57,16 +72,25 @@ iplimit_acquire(const struct sockaddr_storage *addr, unsigned max)
 		e->next = buckets[b];
 		buckets[b] = e;
 	}
-	if (e->count >= max)
-		return NULL;
-	e->count++;
+	if (*count_of(e, kind) >= max)
+		return NULL;	/* max >= 1, so a fresh entry never stays empty */
+	(*count_of(e, kind))++;
 	return e;
 }
 
 void
 iplimit_release(struct iplimit_entry *entry)
 {
-	if (entry == NULL || --entry->count > 0)
+	iplimit_release_kind(IPLIMIT_PEEKING, entry);
+}
+
+void
+iplimit_release_kind(enum iplimit_kind kind, struct iplimit_entry *entry)
+{
+	if (entry == NULL)
+		return;
+	--*count_of(entry, kind);
+	if (entry->count > 0 || entry->relays > 0)
 		return;
 	struct iplimit_entry **pp = &buckets[hash_key(entry->key)];
 	while (*pp != entry)

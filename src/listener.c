@@ -24,14 +24,35 @@ static bool paused;
 static struct loop_timer resume_timer;
 /* A descriptor held in reserve: released on EMFILE so that one pending
  * connection can be accepted and closed, which tells that client something
- * instead of leaving it hanging in the backlog. */
+ * instead of leaving it hanging in the backlog. Once used, its own timer
+ * takes it back as soon as a descriptor is free, however the pause ends
+ * (the resume timer, or a peeking connection finishing). */
 static int spare_fd = -1;
+static struct loop_timer spare_timer;
+
+static void on_spare_timer(struct loop_timer *t);
 
 static void
 reserve_spare_fd(void)
 {
-	if (spare_fd < 0)
-		spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (spare_fd >= 0)
+		return;
+	spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (spare_fd >= 0) {
+		loop_timer_cancel(server.loop, &spare_timer);
+		return;
+	}
+	spare_timer.cb = on_spare_timer;
+	loop_timer_arm(server.loop, &spare_timer, EMFILE_PAUSE_MS);
+}
+
+static void
+on_spare_timer(struct loop_timer *t)
+{
+	(void)t;
+	reserve_spare_fd();
+	if (spare_fd >= 0)
+		log_info("spare descriptor restored");
 }
 
 static void on_accept(struct loop_io *io, uint32_t revents);
@@ -108,6 +129,7 @@ listeners_close(void)
 	listeners = NULL;
 	n_listeners = 0;
 	loop_timer_cancel(server.loop, &resume_timer);
+	loop_timer_cancel(server.loop, &spare_timer);
 	if (spare_fd >= 0)
 		close(spare_fd);
 	spare_fd = -1;
@@ -124,7 +146,6 @@ static void
 on_resume_timer(struct loop_timer *t)
 {
 	(void)t;
-	reserve_spare_fd();
 	if (server.n_peeking < server.cfg.max_peeking)
 		listeners_resume();
 	else
@@ -167,8 +188,14 @@ handle_fd_exhaustion(struct listener *l)
 		close(spare_fd);
 		spare_fd = -1;
 		int fd = accept4(l->io.fd, NULL, NULL, SOCK_CLOEXEC);
-		if (fd >= 0)
+		if (fd >= 0) {
 			close(fd);
+			log_warnx("out of file descriptors: closed one waiting connection on %s with the spare descriptor",
+				  l->cfg->text);
+		}
+		/* Taken back by its timer, whatever ends the pause. */
+		spare_timer.cb = on_spare_timer;
+		loop_timer_arm(server.loop, &spare_timer, EMFILE_PAUSE_MS);
 	}
 	listeners_pause("out of file descriptors", EMFILE_PAUSE_MS);
 }

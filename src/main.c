@@ -17,6 +17,7 @@
 #include "route.h"
 #include "run.h"
 #include "server.h"
+#include "tcp_target.h"
 #include "upstream.h"
 
 #ifndef HANDOFF_VERSION
@@ -118,9 +119,9 @@ log_stats(void)
 					(unsigned long long)server.outcomes[o]);
 	if (off < sizeof(line))
 		snprintf(line + off, sizeof(line) - off,
-			 " peeking=%u waiting=%u connecting=%u relaying=%u bytes_relayed=%llu",
+			 " peeking=%u waiting=%u connecting=%u relaying=%u bytes_relayed=%llu relays_refused=%llu",
 			 server.n_peeking, server.n_waiting, server.n_connecting, relays_active(),
-			 (unsigned long long)server.bytes_relayed);
+			 (unsigned long long)server.bytes_relayed, (unsigned long long)tcp_relays_refused());
 	log_info("%s", line);
 }
 
@@ -181,6 +182,7 @@ cmd_serve(int argc, char **argv)
 		return 1;
 	}
 	unsigned long nofile = net_raise_nofile();
+	relay_budget_init(nofile);
 	if (listeners_open(err, sizeof(err)) < 0 || routes_init(err, sizeof(err)) < 0 ||
 	    upstreams_init(err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
@@ -202,6 +204,7 @@ cmd_serve(int argc, char **argv)
 	upstreams_close();
 	routes_close();
 	relays_reap();
+	relay_pipes_close();
 	log_stats();
 	loop_io_del(server.loop, &signal_io);
 	close(signal_io.fd);

@@ -1,4 +1,4 @@
-/* relay.c - two-way byte relay: splice() through a pipe per direction, copy as a fallback, half-close aware. */
+/* relay.c - two-way byte relay: splice() through pipes borrowed only while bytes are in flight, copy as a fallback, half-close aware; the relays' descriptor budget. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -15,12 +15,20 @@
 
 #define RELAY_CHUNK	65536	/* one pipe's default capacity */
 #define RELAY_BUDGET	16	/* moves per direction before yielding to other descriptors */
+#define PIPE_POOL_MAX	16	/* empty pipes kept for the next relay that has bytes to move */
+#define RESERVE_MIN	32	/* descriptors never given to relays, however small the limit */
+#define RESERVE_MAX	4096	/* a quarter of a large limit is more than non-relay work needs */
 
-/* One direction: bytes flow from -> (pipe or buf) -> to. */
+/*
+ * One direction: bytes flow from -> (pipe or buf) -> to. The pipe (or,
+ * when no pipe can be had, the buffer) is held only while bytes are in
+ * flight: an idle relay holds its two sockets and nothing else.
+ */
 struct relay_dir {
 	int from, to;
-	int pipe_r, pipe_w;	/* -1 in copy mode */
-	uint8_t *buf;		/* copy mode only */
+	int pipe_r, pipe_w;	/* -1 unless bytes are in flight through a pipe */
+	uint8_t *buf;		/* bytes in flight through user space */
+	bool copy_only;		/* splice() refused this pair: always copy */
 	size_t buf_off;
 	size_t pending;		/* read but not yet written */
 	bool read_eof;
@@ -46,32 +54,124 @@ struct relay {
 static TAILQ_HEAD(, relay) dead_relays = TAILQ_HEAD_INITIALIZER(dead_relays);
 static unsigned n_active;
 
+/* Descriptors held for relays: sockets of relays and of connects to TCP
+ * targets, and pipes (in use or pooled). Never more than fd_limit. */
+static unsigned long fds_held;
+static unsigned long fd_limit = (unsigned long)-1;
+
+/* Empty pipes ready for reuse: [0] read end, [1] write end. */
+static int pipe_pool[PIPE_POOL_MAX][2];
+static unsigned pipe_pool_n;
+
 static void relay_finish(struct relay *r, const char *why);
 
-static int
-dir_init(struct relay_dir *d, int from, int to)
+void
+relay_budget_init(unsigned long nofile)
 {
-	int p[2];
-	d->from = from;
-	d->to = to;
-	d->pipe_r = d->pipe_w = -1;
-	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
-		return -1;
-	d->pipe_r = p[0];
-	d->pipe_w = p[1];
-	return 0;
+	unsigned long reserve = nofile / 4;
+	if (reserve < RESERVE_MIN)
+		reserve = RESERVE_MIN;
+	if (reserve > RESERVE_MAX)
+		reserve = RESERVE_MAX;
+	fd_limit = nofile > reserve ? nofile - reserve : 0;
+	log_info("relays may hold up to %lu descriptors; %lu stay in reserve for everything else",
+		 fd_limit, nofile - fd_limit);
 }
 
+bool
+relay_fds_claim(unsigned n)
+{
+	if (fds_held + n > fd_limit)
+		return false;
+	fds_held += n;
+	return true;
+}
+
+void
+relay_fds_release(unsigned n)
+{
+	fds_held -= n;
+}
+
+/* A pipe for one direction: from the pool, else a new one if the budget
+ * and the process allow. */
+static bool
+dir_take_pipe(struct relay_dir *d)
+{
+	if (pipe_pool_n > 0) {
+		pipe_pool_n--;
+		d->pipe_r = pipe_pool[pipe_pool_n][0];
+		d->pipe_w = pipe_pool[pipe_pool_n][1];
+		return true;
+	}
+	if (!relay_fds_claim(2))
+		return false;
+	int p[2];
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0) {
+		relay_fds_release(2);
+		return false;
+	}
+	d->pipe_r = p[0];
+	d->pipe_w = p[1];
+	return true;
+}
+
+/* An empty pipe goes back to the pool, or is closed when the pool is full. */
+static void
+dir_put_pipe(struct relay_dir *d)
+{
+	if (d->pipe_r < 0)
+		return;
+	if (pipe_pool_n < PIPE_POOL_MAX) {
+		pipe_pool[pipe_pool_n][0] = d->pipe_r;
+		pipe_pool[pipe_pool_n][1] = d->pipe_w;
+		pipe_pool_n++;
+	} else {
+		close(d->pipe_r);
+		close(d->pipe_w);
+		relay_fds_release(2);
+	}
+	d->pipe_r = d->pipe_w = -1;
+}
+
+/* Give back what carried the bytes once none are in flight. A pipe that
+ * still holds bytes (relay ending mid-transfer) is closed, never pooled. */
 static void
 dir_release(struct relay_dir *d)
 {
-	if (d->pipe_r >= 0)
+	if (d->pending > 0 && d->pipe_r >= 0) {
 		close(d->pipe_r);
-	if (d->pipe_w >= 0)
 		close(d->pipe_w);
-	d->pipe_r = d->pipe_w = -1;
+		relay_fds_release(2);
+		d->pipe_r = d->pipe_w = -1;
+	}
+	dir_put_pipe(d);
 	free(d->buf);
 	d->buf = NULL;
+}
+
+void
+relay_pipes_close(void)
+{
+	while (pipe_pool_n > 0) {
+		pipe_pool_n--;
+		close(pipe_pool[pipe_pool_n][0]);
+		close(pipe_pool[pipe_pool_n][1]);
+		relay_fds_release(2);
+	}
+}
+
+/* Before reading: a pipe if splice() may be used and one can be had, else a
+ * buffer (splice() refused this pair, or no descriptor is left for a pipe). */
+static bool
+dir_take_carrier(struct relay_dir *d)
+{
+	if (d->pipe_r >= 0 || d->buf != NULL)
+		return true;
+	if (!d->copy_only && dir_take_pipe(d))
+		return true;
+	d->buf = malloc(RELAY_CHUNK);
+	return d->buf != NULL;
 }
 
 /* splice() refuses some descriptor pairs (EINVAL); copying through a
@@ -81,13 +181,10 @@ dir_switch_to_copy(struct relay_dir *d)
 {
 	if (d->pending > 0 || d->buf != NULL)
 		return false;
+	d->copy_only = true;
+	dir_put_pipe(d);
 	d->buf = malloc(RELAY_CHUNK);
-	if (d->buf == NULL)
-		return false;
-	close(d->pipe_r);
-	close(d->pipe_w);
-	d->pipe_r = d->pipe_w = -1;
-	return true;
+	return d->buf != NULL;
 }
 
 static ssize_t
@@ -127,6 +224,8 @@ dir_pump(struct relay *r, struct relay_dir *d, const char **why)
 			d->buf_off += (size_t)n;
 			d->bytes += (uint64_t)n;
 			r->last_activity_ms = loop_now_ms();
+			if (d->pending == 0)
+				dir_release(d);
 			continue;
 		}
 		if (d->read_eof) {
@@ -137,17 +236,26 @@ dir_pump(struct relay *r, struct relay_dir *d, const char **why)
 			}
 			return true;
 		}
+		if (!dir_take_carrier(d)) {
+			*why = "out of memory";
+			return false;
+		}
 		ssize_t n = dir_fill(d);
+		if (n <= 0)
+			d->pending = 0;
 		if (n == 0) {
 			d->read_eof = true;
+			dir_release(d);
 			continue;
 		}
 		if (n < 0) {
-			if (errno == EAGAIN || errno == EINTR)
-				return true;
-			if (errno == EINVAL && dir_switch_to_copy(d))
+			int err = errno;
+			if (err == EINVAL && d->buf == NULL && dir_switch_to_copy(d))
 				continue;
-			*why = errno == ECONNRESET ? "connection reset" : "read failed";
+			dir_release(d);
+			if (err == EAGAIN || err == EINTR)
+				return true;
+			*why = err == ECONNRESET ? "connection reset" : "read failed";
 			return false;
 		}
 		d->pending = (size_t)n;
@@ -214,8 +322,8 @@ relay_start(int client_fd, int server_fd, unsigned idle_timeout_ms, relay_done_f
 	if (r == NULL)
 		return NULL;
 	r->up.pipe_r = r->up.pipe_w = r->down.pipe_r = r->down.pipe_w = -1;
-	if (dir_init(&r->up, client_fd, server_fd) < 0 || dir_init(&r->down, server_fd, client_fd) < 0)
-		goto fail;
+	r->up.from = r->down.to = client_fd;
+	r->up.to = r->down.from = server_fd;
 	r->client_io.fd = client_fd;
 	r->client_io.cb = on_client_event;
 	r->server_io.fd = server_fd;
@@ -237,8 +345,6 @@ relay_start(int client_fd, int server_fd, unsigned idle_timeout_ms, relay_done_f
 	n_active++;
 	return r;
 fail:
-	dir_release(&r->up);
-	dir_release(&r->down);
 	free(r);
 	return NULL;
 }
@@ -256,6 +362,7 @@ relay_finish(struct relay *r, const char *why)
 	close(r->client_io.fd);
 	close(r->server_io.fd);
 	r->client_io.fd = r->server_io.fd = -1;
+	relay_fds_release(2);	/* the sockets' claim, made before the connect */
 	dir_release(&r->up);
 	dir_release(&r->down);
 	struct relay_stats stats = {

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "hostname.h"
 #include "listener.h"
 #include "log.h"
 #include "nametable.h"
@@ -178,13 +179,47 @@ target_succeeded(struct target *t)
 	t->down_until_ms = 0;
 }
 
+/*
+ * Whether the configuration gives name to someone: a grant or a route whose
+ * pattern covers it. A catch-all "*" does not count: it lets its principals
+ * claim names, it says nothing about whose site a name is.
+ */
+static bool
+name_is_owned(const char *name)
+{
+	for (size_t i = 0; i < server.cfg.n_grants; i++) {
+		const char *pattern = server.cfg.grants[i].pattern;
+		if (strcmp(pattern, "*") != 0 && hostname_pattern_covers(pattern, name))
+			return true;
+	}
+	for (size_t i = 0; i < server.cfg.n_routes; i++) {
+		const char *pattern = server.cfg.routes[i].pattern;
+		if (strcmp(pattern, "*") != 0 && hostname_pattern_covers(pattern, name))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * The route for c: its name's (exact, then wildcards, then "*"), else the
+ * listener's default. The default serves only clients without a name and
+ * names nobody owns: a client of an owned name whose upstream is away (a
+ * restart) carries that site's cookies and credentials, which must never
+ * reach whoever serves the default. It is refused instead.
+ */
 static struct route *
 route_for(const struct conn *c, const char **why)
 {
 	struct route *r = NULL;
 	if (c->has_name)
 		r = nametable_match(routes, c->peek.name, NULL);
-	if ((r == NULL || r->n == 0) && c->listener->cfg->default_name[0] != '\0')
+	if (r != NULL && r->n > 0)
+		return r;
+	if (c->has_name && name_is_owned(c->peek.name)) {
+		*why = "no upstream serves this name (it is granted or routed, so never sent to the default)";
+		return NULL;
+	}
+	if (c->listener->cfg->default_name[0] != '\0')
 		r = nametable_match(routes, c->listener->cfg->default_name, NULL);
 	if (r == NULL || r->n == 0) {
 		*why = c->has_name ? "no upstream serves this name" : "no name and no default route";

@@ -1,4 +1,4 @@
-/* tcp_target.c - relay targets: non-blocking connect with a deadline, PROXY header, hand the pair to relay.c; active TCP checks. */
+/* tcp_target.c - relay targets: relay limits, non-blocking connect with a deadline, PROXY header, hand the pair to relay.c; active TCP checks. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "iplimit.h"
 #include "log.h"
 #include "net.h"
 #include "proxy_proto.h"
@@ -33,6 +34,75 @@ static const struct target_ops tcp_target_ops = {
 
 static void on_check_timer(struct loop_timer *timer);
 static void on_check_event(struct loop_io *io, uint32_t revents);
+
+#define REFUSAL_LOG_INTERVAL_MS 1000	/* at most one "relay refused" line per interval */
+
+/* Connections connecting to or relayed to a TCP target: each holds two
+ * descriptors for as long as idle-timeout allows, so they are bounded in
+ * number, per client address, and in descriptors (relay.c's budget). */
+static unsigned n_relays;
+static uint64_t n_refused;		/* relays refused by those bounds */
+static uint64_t refused_unlogged;	/* ... since the last log line */
+static uint64_t refusal_logged_ms;
+static bool refusal_logged;
+
+uint64_t
+tcp_relays_refused(void)
+{
+	return n_refused;
+}
+
+static void
+log_refusal(const struct conn *c, const char *why)
+{
+	uint64_t now = loop_now_ms();
+	if (refusal_logged && now - refusal_logged_ms < REFUSAL_LOG_INTERVAL_MS) {
+		refused_unlogged++;
+		return;
+	}
+	log_warnx("relay for %s refused: %s (%llu more refused since the last such line)", c->peer_text, why,
+		  (unsigned long long)refused_unlogged);
+	refused_unlogged = 0;
+	refusal_logged_ms = now;
+	refusal_logged = true;
+}
+
+/* Take a relay's place: NULL, or why there is none. */
+static const char *
+relay_admit(struct conn *c)
+{
+	if (n_relays >= server.cfg.max_relays)
+		return "max-relays reached";
+	if (!relay_fds_claim(2))
+		return "relays hold every descriptor outside the reserve";
+	c->relay_ip_slot = iplimit_acquire_kind(IPLIMIT_RELAYS, &c->peer, server.cfg.max_relays_per_ip);
+	if (c->relay_ip_slot == NULL) {
+		relay_fds_release(2);
+		return "max-relays-per-ip reached for this client address";
+	}
+	n_relays++;
+	return NULL;
+}
+
+/* Give the place back. The descriptor claim goes with it unless a running
+ * relay owns it (relay.c releases it then). */
+static void
+relay_leave(struct conn *c, bool release_fds)
+{
+	iplimit_release_kind(IPLIMIT_RELAYS, c->relay_ip_slot);
+	c->relay_ip_slot = NULL;
+	n_relays--;
+	if (release_fds)
+		relay_fds_release(2);
+}
+
+static void
+relay_done(void *arg, const char *why, const struct relay_stats *stats)
+{
+	struct conn *c = arg;
+	relay_leave(c, false);
+	conn_relay_done(c, why, stats);
+}
 
 struct target *
 tcp_target_new(const struct config_route *route, const struct config_target *ct)
@@ -160,6 +230,7 @@ leave_connecting(struct conn *c)
 	c->state = CONN_WAITING;
 	server.n_connecting--;
 	t->active--;
+	relay_leave(c, true);
 	return t;
 }
 
@@ -212,14 +283,10 @@ connected(struct conn *c)
 	int server_fd = c->server_io.fd;
 	loop_io_del(server.loop, &c->server_io);
 	loop_timer_cancel(server.loop, &c->deadline);
-	struct relay *r = relay_start(c->io.fd, server_fd, route->idle_timeout_ms, conn_relay_done, c);
+	struct relay *r = relay_start(c->io.fd, server_fd, route->idle_timeout_ms, relay_done, c);
 	if (r == NULL) {
 		log_warn("cannot start a relay for %s", c->peer_text);
-		close_server_socket(c);
-		c->target = NULL;
-		c->state = CONN_WAITING;
-		server.n_connecting--;
-		t->active--;
+		leave_connecting(c);
 		conn_reject(c, OUTCOME_REFUSED, "out of resources for a relay");
 		return;
 	}
@@ -253,10 +320,20 @@ static enum deliver_result
 deliver_tcp(struct target *t, struct conn *c)
 {
 	struct tcp_target *tt = container_of(t, struct tcp_target, target);
+	const char *refusal = relay_admit(c);
+	if (refusal != NULL) {
+		/* The answer a client gets when nothing can take it now. */
+		n_refused++;
+		log_refusal(c, refusal);
+		conn_reject(c, OUTCOME_REFUSED, refusal);
+		return DELIVER_DONE;
+	}
 	int fd = start_connect(tt->cfg);
 	if (fd < 0) {
-		log_info("connect to %s for %s failed: %s", t->label, c->peer_text, strerror(errno));
-		target_failed(t, tt->route, strerror(errno));
+		int err = errno;
+		relay_leave(c, true);
+		log_info("connect to %s for %s failed: %s", t->label, c->peer_text, strerror(err));
+		target_failed(t, tt->route, strerror(err));
 		return DELIVER_FAILED;
 	}
 	c->server_io.fd = fd;
@@ -264,6 +341,7 @@ deliver_tcp(struct target *t, struct conn *c)
 	if (loop_io_add(server.loop, &c->server_io, EPOLLOUT) < 0) {
 		close(fd);
 		c->server_io.fd = -1;
+		relay_leave(c, true);
 		return DELIVER_FAILED;
 	}
 	c->state = CONN_CONNECTING;

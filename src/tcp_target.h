@@ -2,6 +2,8 @@
 #ifndef HANDOFF_TCP_TARGET_H
 #define HANDOFF_TCP_TARGET_H
 
+#include <stdint.h>
+
 #include "config.h"
 
 struct conn;
@@ -18,5 +20,9 @@ void tcp_target_connect_failed(struct conn *c, const char *why);
 
 /* c is being destroyed while connecting: close the half-open socket. */
 void tcp_target_abandon(struct conn *c);
+
+/* Relays refused by max-relays, max-relays-per-ip or the descriptor
+ * budget since start (the client got a TLS alert or an HTTP 503). */
+uint64_t tcp_relays_refused(void);
 
 #endif

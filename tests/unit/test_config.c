@@ -20,7 +20,7 @@
 
 #define LABEL "test.conf"
 #define KNOWN "(known: runtime-dir, access-log, peek-timeout, handoff-timeout, max-peeking, " \
-	      "max-per-ip, max-pending, listen, grant, route)"
+	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, listen, grant, route)"
 #define LISTEN_USAGE "'listen ADDRESS:PORT tls|http [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]]'"
 #define ADDRESS_EXAMPLES "e.g. 127.0.0.1:8443, *:443 or [::1]:8443"
 #define PRINCIPAL_HINT "expected a user name, a numeric uid, @group, @GID or self"
@@ -93,6 +93,8 @@ test_defaults(void **state)
 	assert_int_equal(cfg.max_peeking, 4096);
 	assert_int_equal(cfg.max_per_ip, 64);
 	assert_int_equal(cfg.max_pending, 256);
+	assert_int_equal(cfg.max_relays, 512);
+	assert_int_equal(cfg.max_relays_per_ip, 32);
 	assert_int_equal(cfg.n_grants, 0);
 	assert_int_equal(cfg.n_listeners, 1);
 
@@ -900,6 +902,29 @@ test_accept_proxy(void **state)
 		     "test.conf:1: listen: bad accept-proxy source 'lb.example' (expected e.g. 10.0.0.0/8 or ::1)");
 }
 
+/* max-relays and max-relays-per-ip: counts, and the per-address cap may
+ * not exceed the total unless it is the default, which follows. */
+static void
+test_relay_limits(void **state)
+{
+	(void)state;
+	struct config cfg;
+	load_ok("listen 127.0.0.1:443 tls\nmax-relays 100\nmax-relays-per-ip 7\n", &cfg);
+	assert_int_equal(cfg.max_relays, 100);
+	assert_int_equal(cfg.max_relays_per_ip, 7);
+	config_free(&cfg);
+	load_ok("listen 127.0.0.1:443 tls\nmax-relays 10\n", &cfg);
+	assert_int_equal(cfg.max_relays, 10);
+	assert_int_equal(cfg.max_relays_per_ip, 10);
+	config_free(&cfg);
+	expect_error("listen 127.0.0.1:443 tls\nmax-relays-per-ip 20\nmax-relays 10\n",
+		     LABEL ":2: max-relays-per-ip: 20 is more than max-relays 10 (lower it, or raise max-relays)");
+	expect_error("listen 127.0.0.1:443 tls\nmax-relays 0\n",
+		     LABEL ":2: max-relays: bad number '0' (expected 1..1000000)");
+	expect_error("listen 127.0.0.1:443 tls\nmax-relays-per-ip 5\nmax-relays-per-ip 6\n",
+		     LABEL ":3: max-relays-per-ip: already set on line 2");
+}
+
 int
 main(void)
 {
@@ -934,6 +959,7 @@ main(void)
 		cmocka_unit_test(test_route_targets_and_options),
 		cmocka_unit_test(test_route_errors),
 		cmocka_unit_test(test_accept_proxy),
+		cmocka_unit_test(test_relay_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
