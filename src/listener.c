@@ -173,6 +173,9 @@ listeners_resume(void)
 {
 	if (!paused)
 		return;
+	/* The spare first: a descriptor that just came free (a connection
+	 * finished) would otherwise go to the next client in the backlog. */
+	reserve_spare_fd();
 	for (size_t i = 0; i < n_listeners; i++)
 		if (listeners[i].io.fd >= 0)
 			loop_io_mod(server.loop, &listeners[i].io, EPOLLIN);

@@ -1,4 +1,6 @@
 # test_limits.py - the daemon's bounds: descriptors (EMFILE), connections peeking in all, connections per client address.
+import re
+import select
 import socket
 import time
 
@@ -94,3 +96,61 @@ def test_max_per_ip_refuses_the_extra_connection(hx):
 	finally:
 		close_all(socks)
 	assert wait_for(lambda: http_get(port, "a.example").status == 200, 5)
+
+
+def closed_by_daemon(socks, wait):
+	"""The sockets of socks the daemon has closed (EOF or reset) within
+	wait seconds; each is checked without blocking after one select()."""
+	readable, _, _ = select.select(socks, [], [], wait)
+	closed = []
+	for s in readable:
+		try:
+			if s.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+				closed.append(s)
+		except ConnectionResetError:
+			closed.append(s)
+		except BlockingIOError:
+			pass
+	return closed
+
+
+def test_spare_descriptor_survives_a_resume_by_a_finished_connection(hx):
+	"""Out of descriptors, the daemon spends its spare one to accept and
+	close one waiting client. When the pause then ends because a peeking
+	connection finished (not through the pause's timer), the spare must be
+	taken back before the freed descriptor goes to the next client in the
+	backlog, so the next exhaustion again closes a waiting client instead of
+	leaving every one of them hanging; and a later episode is handled the
+	same way."""
+	port = free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], peek_timeout="60s", max_per_ip=1000), nofile=48)
+	hx.upstream(["a.example"], "site-a", daemon=d)
+	socks = idle_clients(port, 60)
+	try:
+		d.wait_log(r"not accepting new connections: out of file descriptors", timeout=10)
+		first = closed_by_daemon(socks, 5)
+		assert first, "out of descriptors, no waiting client was closed with the spare descriptor"
+		for s in first:
+			socks.remove(s)
+			s.close()
+		# The first client connected is one the daemon accepted and is
+		# peeking at: its end frees a descriptor and resumes accepting.
+		resumes = len(re.findall(r"accepting new connections again", d.log()))
+		socks.pop(0).close()
+		d.wait_log(r"accepting new connections again", timeout=10, count=resumes + 1)
+		again = closed_by_daemon(socks, 5)
+		assert again, ("after a resume by a finished connection, running out of descriptors "
+			       "again closed no waiting client: the spare descriptor was not taken back")
+	finally:
+		close_all(socks)
+	d.wait_log(r"accepting new connections again", timeout=10)
+	assert wait_for(lambda: http_get(port, "a.example").status == 200, 10)
+	# A second episode, from a daemon that has settled: handled the same way.
+	pauses = len(re.findall(r"not accepting new connections: out of file descriptors", d.log()))
+	socks = idle_clients(port, 60)
+	try:
+		d.wait_log(r"not accepting new connections: out of file descriptors", timeout=10, count=pauses + 1)
+		assert closed_by_daemon(socks, 5), "the second episode closed no waiting client"
+	finally:
+		close_all(socks)
+	assert wait_for(lambda: http_get(port, "a.example").status == 200, 10)
