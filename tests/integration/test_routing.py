@@ -121,3 +121,32 @@ def test_no_route(hx, certs):
 	records = d.wait_access(lambda r: r.get("outcome") == "no-route", count=3)
 	assert {r["proto"] for r in records} == {"tls", "http"}
 	assert all(r["name"] == "nobody-serves.example" and r["upstream"] == "-" for r in records)
+
+
+def test_owned_name_never_falls_back_to_the_default(hx, certs):
+	"""a.example is granted but its upstream is away (restarting): its
+	clients carry a.example's cookies and credentials, so they are refused
+	rather than sent to the default route, which may be another user's
+	process. So is a name a wildcard grant covers. A name nobody owns and a
+	client without a name still go to the default."""
+	tls_port = free_port()
+	http_port = free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{tls_port} tls default b.example",
+				 f"127.0.0.1:{http_port} http default b.example"],
+				grants=("a.example to self", "b.example to self", "*.apps.example to self")))
+	site_a = hx.upstream(["a.example"], "site-a", daemon=d)
+	site_b = hx.upstream(["b.example"], "site-b", daemon=d)
+	assert https_get(certs, tls_port, "a.example").fields["label"] == site_a.label
+	site_a.terminate()
+	d.wait_log(rf"dropped upstream {site_a.pid}-", timeout=10)
+
+	assert tls_failure(certs, tls_port, "a.example") == "TLSV1_UNRECOGNIZED_NAME"
+	assert http_get(http_port, "a.example").status == 503
+	assert tls_failure(certs, tls_port, "x.apps.example") == "TLSV1_UNRECOGNIZED_NAME"
+	records = d.wait_access(lambda r: r.get("outcome") == "no-route", count=3)
+	assert {r["name"] for r in records} == {"a.example", "x.apps.example"}
+
+	unknown = https_get(certs, tls_port, "unknown.example", check_hostname=False)
+	assert unknown.fields["label"] == site_b.label
+	assert https_get(certs, tls_port, None, sni=False).fields["label"] == site_b.label
+	assert http_get(http_port, "unknown.example").fields["label"] == site_b.label
