@@ -1,4 +1,4 @@
-/* log.c - daemon diagnostics to stderr and the access log, one write(2) per line. */
+/* log.c - daemon diagnostics to stderr and the access log, one escaped write(2) per line. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -11,6 +11,40 @@
 
 static int accesslog_fd = STDERR_FILENO;	/* -1 when "off" */
 static char accesslog_path[4096];		/* "" unless logging to a file */
+
+size_t
+log_escape(const char *in, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (cap == 0)
+		return 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char b = (unsigned char)in[i];
+		char esc[4];
+		size_t n;
+		if (b == '\\') {
+			esc[0] = esc[1] = '\\';
+			n = 2;
+		} else if (b < 0x20 || b > 0x7e) {
+			esc[0] = '\\';
+			esc[1] = 'x';
+			esc[2] = hex[b >> 4];
+			esc[3] = hex[b & 0xf];
+			n = 4;
+		} else {
+			esc[0] = (char)b;
+			n = 1;
+		}
+		if (o + n >= cap)
+			break;	/* never half an escape */
+		memcpy(out + o, esc, n);
+		o += n;
+	}
+	out[o] = '\0';
+	return o;
+}
 
 /* One write per line so that lines from concurrent writers never interleave. */
 static void
@@ -28,21 +62,31 @@ write_line(int fd, const char *buf, size_t len)
 	}
 }
 
+/* The formatted text, truncated to its buffer, as its escaped form after prefix. */
+static size_t
+format_escaped(char *line, size_t size, size_t off, const char *fmt, va_list ap, const char *suffix)
+{
+	char raw[2048];
+	int n = vsnprintf(raw, sizeof(raw), fmt, ap);
+	size_t len = n < 0 ? 0 : (size_t)n;
+	if (len > sizeof(raw) - 1)
+		len = sizeof(raw) - 1;
+	if (suffix != NULL) {
+		int m = snprintf(raw + len, sizeof(raw) - len, ": %s", suffix);
+		len += m < 0 ? 0 : (size_t)m;
+		if (len > sizeof(raw) - 1)
+			len = sizeof(raw) - 1;
+	}
+	/* Leave room for the newline. */
+	return off + log_escape(raw, len, line + off, size - off - 1);
+}
+
 static void
 vlog(const char *fmt, va_list ap, const char *suffix)
 {
-	char line[2048];
+	char line[4096];
 	int off = snprintf(line, sizeof(line), "handoff[%ld]: ", (long)getpid());
-	int n = vsnprintf(line + off, sizeof(line) - (size_t)off, fmt, ap);
-	size_t len = (size_t)off + (n < 0 ? 0 : (size_t)n);
-	if (len > sizeof(line) - 2)
-		len = sizeof(line) - 2;
-	if (suffix != NULL) {
-		int m = snprintf(line + len, sizeof(line) - len, ": %s", suffix);
-		len += m < 0 ? 0 : (size_t)m;
-		if (len > sizeof(line) - 2)
-			len = sizeof(line) - 2;
-	}
+	size_t len = format_escaped(line, sizeof(line), off < 0 ? 0 : (size_t)off, fmt, ap, suffix);
 	line[len++] = '\n';
 	write_line(STDERR_FILENO, line, len);
 }
@@ -143,7 +187,7 @@ accesslog_write(const char *fmt, ...)
 {
 	if (accesslog_fd < 0)
 		return;
-	char line[2048];
+	char line[4096];
 	struct timespec ts;
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
@@ -152,11 +196,8 @@ accesslog_write(const char *fmt, ...)
 	off += (size_t)snprintf(line + off, sizeof(line) - off, ".%06ldZ ", ts.tv_nsec / 1000);
 	va_list ap;
 	va_start(ap, fmt);
-	int n = vsnprintf(line + off, sizeof(line) - off, fmt, ap);
+	size_t len = format_escaped(line, sizeof(line), off, fmt, ap, NULL);
 	va_end(ap);
-	size_t len = off + (n < 0 ? 0 : (size_t)n);
-	if (len > sizeof(line) - 2)
-		len = sizeof(line) - 2;
 	line[len++] = '\n';
 	write_line(accesslog_fd, line, len);
 }

@@ -3,8 +3,21 @@
 #define HANDOFF_LOG_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 #define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+/*
+ * Every line either log writes is escaped here, whatever its arguments
+ * carry (file names from the world-writable upstreams directory, names
+ * files, client-sent names): a backslash is doubled and any byte outside
+ * printable ASCII (controls, DEL, every byte >= 0x80) becomes \xHH, so
+ * one call is exactly one line and no argument can forge another.
+ */
+
+/* Escape len bytes of in into out (capacity cap >= 1, NUL-terminated,
+ * truncated before an escape that does not fit); returns the length. */
+size_t log_escape(const char *in, size_t len, char *out, size_t cap);
 
 /* Diagnostics go to stderr as "handoff[PID]: message". */
 void log_info(const char *fmt, ...) LOG_PRINTF(1, 2);

@@ -22,6 +22,7 @@
 #include "route.h"
 #include "server.h"
 #include "upstream.h"
+#include "upstream_id.h"
 #include "wire.h"
 
 #define MAX_UPSTREAMS		4096	/* sockets registered at once */
@@ -544,7 +545,7 @@ on_upstream_event(struct loop_io *io, uint32_t revents)
 	loop_io_mod(server.loop, &up->io, 0);
 }
 
-/* "ID.sock" / "ID.names" -> "ID"; other files are not ours. */
+/* "ID.sock" / "ID.names" -> "ID"; other files, and ids upstream_id_accept refuses, are not ours. */
 static bool
 id_of(const char *file, char *id, size_t idsize, bool *is_names)
 {
@@ -556,7 +557,7 @@ id_of(const char *file, char *id, size_t idsize, bool *is_names)
 			memcpy(id, file, len - sl);
 			id[len - sl] = '\0';
 			*is_names = i == 1;
-			return true;
+			return upstream_id_accept(id);
 		}
 	}
 	return false;
