@@ -40,10 +40,7 @@ struct http_parser {
 	size_t scan_end;	/* bytes we may look at: len, at most PEEK_MAX */
 	size_t examined;	/* for INVALID: bytes the verdict depends on */
 	const char *why;
-	int http_minor;		/* 0 or 1 once the request line is complete */
-	bool absolute_form;	/* the request target carried the host */
-	unsigned host_headers;
-	bool host_empty;
+	struct http_progress *st;	/* what earlier lines established; where to go on */
 };
 
 static enum step
@@ -88,17 +85,19 @@ has_prefix_nocase(const uint8_t *s, size_t n, const char *prefix)
 }
 
 /*
- * Find the line starting at start. Lines end in CRLF or a bare LF; a CR
+ * Find the line starting at st->line_start. Lines end in CRLF or a bare LF; a CR
  * anywhere else, a control character other than HT, a line over 8 KiB or
  * a head reaching PEEK_MAX break it, at the first offending byte.
  */
 static void
-scan_line(const struct http_parser *p, size_t start, struct line *line)
+scan_line(const struct http_parser *p, struct line *line)
 {
+	size_t start = p->st->line_start;
 	size_t i;
 
 	line->start = start;
-	for (i = start; i < p->scan_end; i++) {
+	/* Bytes scanned by an earlier call hold no terminator and no bad byte. */
+	for (i = start > p->st->line_scanned ? start : p->st->line_scanned; i < p->scan_end; i++) {
 		uint8_t b = p->buf[i];
 		if (b == '\n') {
 			line->content_end = i;
@@ -152,7 +151,7 @@ scan_line(const struct http_parser *p, size_t start, struct line *line)
  * allows an empty port). Sets p->why and returns false if invalid.
  */
 static bool
-parse_host(struct http_parser *p, const uint8_t *s, size_t n, struct peek_result *out)
+parse_host(struct http_parser *p, const uint8_t *s, size_t n, char name[PEEK_NAME_MAX + 1], size_t *name_len)
 {
 	const uint8_t *rest;
 	size_t rest_len;
@@ -173,28 +172,27 @@ parse_host(struct http_parser *p, const uint8_t *s, size_t n, struct peek_result
 		memcpy(literal, s + 1, literal_len);
 		literal[literal_len] = '\0';
 		if (inet_pton(AF_INET6, literal, &addr) != 1
-		    || inet_ntop(AF_INET6, &addr, out->name, sizeof(out->name)) == NULL) {
+		    || inet_ntop(AF_INET6, &addr, name, PEEK_NAME_MAX + 1) == NULL) {
 			p->why = "bad IPv6 literal in host";
 			return false;
 		}
-		out->name_len = strlen(out->name);
+		*name_len = strlen(name);
 		rest = close + 1;
 		rest_len = n - (size_t)(rest - s);
 	} else {
 		const uint8_t *colon = memchr(s, ':', n);
-		size_t name_len = colon == NULL ? n : (size_t)(colon - s);
-		if (name_len == 0) {
+		size_t raw_len = colon == NULL ? n : (size_t)(colon - s);
+		if (raw_len == 0) {
 			p->why = "empty host name";
 			return false;
 		}
-		out->name_len = hostname_normalize((const char *)s, name_len,
-						   out->name, sizeof(out->name));
-		if (out->name_len == 0) {
+		*name_len = hostname_normalize((const char *)s, raw_len, name, PEEK_NAME_MAX + 1);
+		if (*name_len == 0) {
 			p->why = "host is not a valid host name";
 			return false;
 		}
-		rest = s + name_len;
-		rest_len = n - name_len;
+		rest = s + raw_len;
+		rest_len = n - raw_len;
 	}
 	if (rest_len == 0)
 		return true;
@@ -217,35 +215,57 @@ parse_host(struct http_parser *p, const uint8_t *s, size_t n, struct peek_result
 	return true;
 }
 
-/* RFC 9112 3.2.2: in absolute-form the target's authority names the host. */
+static bool
+is_scheme_char(uint8_t c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+	       || c == '+' || c == '-' || c == '.';
+}
+
+/*
+ * RFC 9112 3.2.2: a target "scheme://authority..." (absolute-form) names a
+ * host, which the Host header must name too (checked once the head is
+ * complete). Userinfo is an error in http and https URIs (RFC 9110 4.2.4);
+ * other schemes may carry it and it is skipped.
+ */
 static enum step
-check_target(struct http_parser *p, size_t start, size_t end, size_t examined, struct peek_result *out)
+check_target(struct http_parser *p, size_t start, size_t end, size_t examined)
 {
 	const uint8_t *target = p->buf + start;
 	size_t n = end - start;
-	size_t skip;
+	size_t scheme_len = 0;
 
-	if (has_prefix_nocase(target, n, "http://"))
-		skip = strlen("http://");
-	else if (has_prefix_nocase(target, n, "https://"))
-		skip = strlen("https://");
-	else
-		return STEP_OK;	/* origin-, authority- or asterisk-form: Host decides */
-	const uint8_t *authority = target + skip;
+	if (n == 0 || !((target[0] | 0x20) >= 'a' && (target[0] | 0x20) <= 'z'))
+		return STEP_OK;	/* origin- or asterisk-form: Host decides */
+	while (scheme_len < n && is_scheme_char(target[scheme_len]))
+		scheme_len++;
+	if (n - scheme_len < 3 || memcmp(target + scheme_len, "://", 3) != 0)
+		return STEP_OK;	/* authority-form (CONNECT) or no authority: Host decides */
+	bool is_http = (scheme_len == 4 && has_prefix_nocase(target, n, "http"))
+		       || (scheme_len == 5 && has_prefix_nocase(target, n, "https"));
+	const uint8_t *authority = target + scheme_len + 3;
 	size_t authority_len = 0;
-	while (skip + authority_len < n) {
+	while (scheme_len + 3 + authority_len < n) {
 		uint8_t c = authority[authority_len];
 		if (c == '/' || c == '?' || c == '#')
 			break;
 		authority_len++;
 	}
-	if (memchr(authority, '@', authority_len) != NULL)
-		return bad(p, examined, "userinfo in request target");
+	const uint8_t *at = NULL;
+	for (size_t k = 0; k < authority_len; k++)
+		if (authority[k] == '@')
+			at = authority + k;
+	if (at != NULL) {
+		if (is_http)
+			return bad(p, examined, "userinfo in request target");
+		authority_len -= (size_t)(at + 1 - authority);
+		authority = at + 1;
+	}
 	if (authority_len == 0)
 		return bad(p, examined, "absolute-form target without a host");
-	if (!parse_host(p, authority, authority_len, out))
+	if (!parse_host(p, authority, authority_len, p->st->target_name, &p->st->target_name_len))
 		return bad(p, examined, p->why);
-	p->absolute_form = true;
+	p->st->absolute_form = true;
 	return STEP_OK;
 }
 
@@ -268,7 +288,7 @@ check_version(struct http_parser *p, size_t i, const struct line *line)
 		uint8_t minor = p->buf[i + k];
 		if (minor != '0' && minor != '1')
 			return bad(p, i + k + 1, "unsupported HTTP version");
-		p->http_minor = minor - '0';
+		p->st->http_minor = minor - '0';
 		k++;
 		if (i + k < end)
 			return bad(p, i + k + 1, "unsupported HTTP version");
@@ -280,30 +300,43 @@ check_version(struct http_parser *p, size_t i, const struct line *line)
 	return STEP_OK;
 }
 
-/* RFC 9112 3: method SP request-target SP HTTP-version, checked as far as it has arrived. */
+/*
+ * RFC 9112 3: method SP request-target SP HTTP-version, checked as far as it
+ * has arrived. An incomplete line leaves in st how far it got, so that the
+ * next call goes on from there instead of from the line's start.
+ */
 static enum step
-check_request_line(struct http_parser *p, const struct line *line, struct peek_result *out)
+check_request_line(struct http_parser *p, const struct line *line)
 {
+	struct http_progress *st = p->st;
 	size_t end = line->content_end;
-	size_t i = line->start;
 	bool complete = line->state == LINE_COMPLETE;
+	size_t i;
 
-	while (i < end && is_tchar(p->buf[i]))
-		i++;
-	if (i == end) {
-		if (!complete)
-			return STEP_MORE;
-		return bad(p, line->next, i == line->start ? "empty request line"
-							   : "request line lacks a target");
+	if (st->target_start == 0) {
+		i = st->field_scanned > line->start ? st->field_scanned : line->start;
+		while (i < end && is_tchar(p->buf[i]))
+			i++;
+		if (i == end) {
+			if (!complete) {
+				st->field_scanned = i;
+				return STEP_MORE;
+			}
+			return bad(p, line->next, i == line->start ? "empty request line"
+								   : "request line lacks a target");
+		}
+		if (i == line->start)
+			return bad(p, i + 1, "request line does not start with a method");
+		if (p->buf[i] != ' ')
+			return bad(p, i + 1, "bad character in method");
+		st->target_start = ++i;
+		st->field_scanned = i;
 	}
-	if (i == line->start)
-		return bad(p, i + 1, "request line does not start with a method");
-	if (p->buf[i] != ' ')
-		return bad(p, i + 1, "bad character in method");
-
-	size_t target_start = ++i;
+	size_t target_start = st->target_start;
+	i = st->field_scanned;
 	while (i < end && p->buf[i] > 0x20 && p->buf[i] < 0x7f)
 		i++;
+	st->field_scanned = i;
 	if (i == end) {
 		if (!complete)
 			return STEP_MORE;
@@ -313,7 +346,7 @@ check_request_line(struct http_parser *p, const struct line *line, struct peek_r
 		return bad(p, i + 1, "empty request target");
 	if (p->buf[i] != ' ')
 		return bad(p, i + 1, "bad character in request target");
-	enum step s = check_target(p, target_start, i, i + 1, out);
+	enum step s = check_target(p, target_start, i, i + 1);
 	if (s != STEP_OK)
 		return s;
 	return check_version(p, i + 1, line);
@@ -321,15 +354,19 @@ check_request_line(struct http_parser *p, const struct line *line, struct peek_r
 
 /* RFC 9112 5: field-name ":" OWS field-value OWS, checked as far as it has arrived. */
 static enum step
-check_header_line(struct http_parser *p, const struct line *line, struct peek_result *out)
+check_header_line(struct http_parser *p, const struct line *line)
 {
+	struct http_progress *st = p->st;
 	size_t end = line->content_end;
 	size_t i = line->start;
 
 	if (i < end && is_ows(p->buf[i]))
 		return bad(p, i + 1, "obsolete header line folding");
+	if (st->field_scanned > i)
+		i = st->field_scanned;
 	while (i < end && is_tchar(p->buf[i]))
 		i++;
+	st->field_scanned = i;
 	if (i == end) {
 		if (line->state != LINE_COMPLETE)
 			return STEP_MORE;
@@ -341,7 +378,7 @@ check_header_line(struct http_parser *p, const struct line *line, struct peek_re
 		return bad(p, i + 1, "bad character in header name");
 
 	bool is_host = i - line->start == 4 && has_prefix_nocase(p->buf + line->start, 4, "host");
-	if (is_host && p->host_headers++ > 0)
+	if (is_host && st->host_headers > 0)
 		return bad(p, i + 1, "several Host headers");
 	if (line->state != LINE_COMPLETE)
 		return STEP_MORE;
@@ -355,18 +392,20 @@ check_header_line(struct http_parser *p, const struct line *line, struct peek_re
 		end--;
 	if (value == end) {
 		/* RFC 9112 3.2: allowed when the target has no authority. */
-		p->host_empty = true;
+		st->host_headers++;
+		st->host_empty = true;
 		return STEP_OK;
 	}
-	if (!parse_host(p, p->buf + value, end - value, out))
+	if (!parse_host(p, p->buf + value, end - value, st->host_name, &st->host_name_len))
 		return bad(p, line->next, p->why);
+	st->host_headers++;
 	return STEP_OK;
 }
 
 /* Combine a line's own verdict with the syntax check of its content: the earlier fault wins. */
 static enum step
-check_line(struct http_parser *p, const struct line *line, struct peek_result *out,
-	   enum step (*check)(struct http_parser *, const struct line *, struct peek_result *))
+check_line(struct http_parser *p, const struct line *line,
+	   enum step (*check)(struct http_parser *, const struct line *))
 {
 	struct line content = *line;
 
@@ -374,7 +413,7 @@ check_line(struct http_parser *p, const struct line *line, struct peek_result *o
 	 * reports any fault that lies before the byte that broke the line. */
 	if (line->state == LINE_BROKEN)
 		content.state = LINE_PARTIAL;
-	enum step s = check(p, &content, out);
+	enum step s = check(p, &content);
 	if (s == STEP_BAD)
 		return s;
 	if (line->state == LINE_BROKEN)
@@ -382,72 +421,114 @@ check_line(struct http_parser *p, const struct line *line, struct peek_result *o
 	return s;
 }
 
-static enum step
-parse_head(struct http_parser *p, struct peek_result *out, size_t *head_end)
+/* The line at st->line_start is accepted whole: the next one starts afresh. */
+static void
+next_line(struct http_progress *st, size_t next)
 {
+	st->line_start = next;
+	st->line_scanned = next;
+	st->field_scanned = 0;
+	st->target_start = 0;
+}
+
+/* Check the head line by line from st->line_start; OK once its empty last line is in. */
+static enum step
+parse_head(struct http_parser *p, size_t *head_end)
+{
+	struct http_progress *st = p->st;
 	struct line line;
 	enum step s;
 
 	/* A TLS record header (content type 22) would otherwise read as a control character. */
 	if (p->len > 0 && p->buf[0] == 0x16)
 		return bad(p, 1, "TLS handshake on a plain HTTP listener");
-	scan_line(p, 0, &line);
-	/* RFC 9112 2.2: ignore one empty line before the request line. */
-	if (line.state == LINE_COMPLETE && line.content_end == line.start)
-		scan_line(p, line.next, &line);
-	if ((s = check_line(p, &line, out, check_request_line)) != STEP_OK)
-		return s;
-	if (p->absolute_form) {
-		*head_end = line.next;
-		return STEP_OK;
-	}
-	for (unsigned n_headers = 0; ; n_headers++) {
-		scan_line(p, line.next, &line);
-		if (line.state == LINE_COMPLETE && line.content_end == line.start) {
-			*head_end = line.next;
-			return STEP_OK;
+	for (;;) {
+		scan_line(p, &line);
+		if (line.state == LINE_PARTIAL)
+			st->line_scanned = line.content_end;
+		bool empty = line.content_end == line.start;
+		if (st->lines == 0) {
+			/* RFC 9112 2.2: ignore one empty line before the request line. */
+			if (line.start == 0 && line.state == LINE_COMPLETE && empty) {
+				next_line(st, line.next);
+				continue;
+			}
+			s = check_line(p, &line, check_request_line);
+		} else {
+			if (line.state == LINE_COMPLETE && empty) {
+				*head_end = line.next;
+				return STEP_OK;
+			}
+			if (line.state == LINE_PARTIAL && empty)
+				return STEP_MORE;
+			if (st->lines - 1 == HEADER_LINES_MAX) {
+				/* An empty line here is broken, so its first byte may not exist. */
+				size_t examined = !empty ? line.start + 1 : line.broken_examined;
+				return bad(p, examined, "request head too large");
+			}
+			s = check_line(p, &line, check_header_line);
 		}
-		if (line.state == LINE_PARTIAL && line.content_end == line.start)
-			return STEP_MORE;
-		if (n_headers == HEADER_LINES_MAX) {
-			/* An empty line here is broken, so its first byte may not exist. */
-			size_t examined = line.content_end > line.start ? line.start + 1
-									: line.broken_examined;
-			return bad(p, examined, "request head too large");
-		}
-		if ((s = check_line(p, &line, out, check_header_line)) != STEP_OK)
+		if (s != STEP_OK)
 			return s;
+		st->lines++;
+		next_line(st, line.next);
 	}
+}
+
+/* The whole head is in and well-formed: which host does it name? */
+static enum peek_status
+decide(const struct http_progress *st, size_t head_end, struct peek_result *out)
+{
+	if (st->http_minor == 1 && st->host_headers == 0)
+		return peek_invalid(out, head_end, "HTTP/1.1 request without Host");
+	const char *name = NULL;
+	if (st->absolute_form) {
+		/* The server may read either: they must agree (ports aside). */
+		if (st->host_headers == 1
+		    && (st->host_empty || strcmp(st->host_name, st->target_name) != 0))
+			return peek_invalid(out, head_end, "Host does not match the request target");
+		name = st->target_name;
+	} else if (st->host_headers == 1 && !st->host_empty) {
+		name = st->host_name;
+	}
+	peek_result_clear(out);
+	out->consumed = head_end;
+	if (name == NULL) {
+		out->why = st->host_headers == 1 ? "empty Host header" : "HTTP/1.0 request without Host";
+		return PEEK_NO_NAME;
+	}
+	out->name_len = strlen(name);
+	memcpy(out->name, name, out->name_len + 1);
+	return PEEK_FOUND;
+}
+
+enum peek_status
+http_host_parse_resume(const uint8_t *buf, size_t len, struct http_progress *progress,
+		       struct peek_result *out)
+{
+	static const uint8_t nothing[1];
+	struct http_progress work = *progress;
+	struct http_parser p = { .buf = buf != NULL ? buf : nothing, .len = buf != NULL ? len : 0,
+				 .st = &work };
+	size_t head_end = 0;
+
+	peek_result_clear(out);
+	p.scan_end = p.len < PEEK_MAX ? p.len : PEEK_MAX;
+	if (work.line_start > p.scan_end)
+		work = (struct http_progress){ 0 };	/* not from a prefix of this input: start over */
+	enum step s = parse_head(&p, &head_end);
+	if (s == STEP_OK)
+		return decide(&work, head_end, out);
+	if (s == STEP_BAD)
+		return peek_invalid(out, p.examined, p.why);
+	*progress = work;	/* only a wait moves on: a verdict stays reproducible */
+	return peek_need_more(out, p.len);
 }
 
 enum peek_status
 http_host_parse(const uint8_t *buf, size_t len, struct peek_result *out)
 {
-	static const uint8_t nothing[1];
-	struct http_parser p = { .buf = buf != NULL ? buf : nothing, .len = buf != NULL ? len : 0 };
-	size_t head_end = 0;
+	struct http_progress progress = { 0 };
 
-	peek_result_clear(out);
-	p.scan_end = p.len < PEEK_MAX ? p.len : PEEK_MAX;
-	enum step s = parse_head(&p, out, &head_end);
-	if (s == STEP_OK) {
-		out->consumed = head_end;
-		if (p.absolute_form || (p.host_headers == 1 && !p.host_empty))
-			return PEEK_FOUND;
-		out->name[0] = '\0';
-		out->name_len = 0;
-		if (p.host_headers == 1) {
-			out->why = "empty Host header";
-			return PEEK_NO_NAME;
-		}
-		if (p.http_minor == 0) {
-			out->why = "HTTP/1.0 request without Host";
-			return PEEK_NO_NAME;
-		}
-		out->why = "HTTP/1.1 request without Host";
-		return PEEK_INVALID;
-	}
-	if (s == STEP_MORE)
-		return peek_need_more(out, p.len);
-	return peek_invalid(out, p.examined, p.why);
+	return http_host_parse_resume(buf, len, &progress, out);
 }

@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http_host.h"
@@ -15,10 +17,14 @@
 static const struct valid_sample valid_samples[] = {
 	{ "crlf.http", PEEK_FOUND, "www.example.com", NULL, 0 },
 	{ "lf-only.http", PEEK_FOUND, "www.example.com", NULL, 0 },
-	/* Absolute-form: decided at the end of the request line; its authority
-	 * wins over the Host header that follows. */
-	{ "absolute-form.http", PEEK_FOUND, "proxy.example", NULL, sizeof("Host: other.example\r\n\r\n") - 1 },
-	{ "absolute-https-upper.http", PEEK_FOUND, "a.example", NULL, sizeof("Host: a.example\r\n\r\n") - 1 },
+	/* Absolute-form (any scheme): decided at the end of the head, where the
+	 * Host header has named the same host as the target. */
+	{ "absolute-form.http", PEEK_FOUND, "proxy.example", NULL, 0 },
+	{ "absolute-https-upper.http", PEEK_FOUND, "a.example", NULL, 0 },
+	{ "absolute-ws-scheme.http", PEEK_FOUND, "a.example", NULL, 0 },
+	{ "absolute-other-userinfo.http", PEEK_FOUND, "files.example", NULL, 0 },
+	/* HTTP/1.0 may omit Host: the target alone names the host, for both readers. */
+	{ "absolute-http10-no-host.http", PEEK_FOUND, "old.example", NULL, 0 },
 	{ "http10-no-host.http", PEEK_NO_NAME, NULL, NULL, 0 },
 	{ "http10-host.http", PEEK_FOUND, "old.example", NULL, 0 },
 	{ "host-port.http", PEEK_FOUND, "a.example", NULL, 0 },
@@ -64,6 +70,12 @@ static const struct malformed_sample malformed_samples[] = {
 	{ "host-only-port.http", "empty host name" },
 	{ "userinfo-absolute.http", "userinfo in request target" },
 	{ "absolute-empty-host.http", "absolute-form target without a host" },
+	{ "absolute-host-mismatch.http", "Host does not match the request target" },
+	{ "absolute-ws-mismatch.http", "Host does not match the request target" },
+	{ "absolute-empty-host-header.http", "Host does not match the request target" },
+	{ "absolute-no-host-11.http", "HTTP/1.1 request without Host" },
+	{ "absolute-duplicate-host.http", "several Host headers" },
+	{ "absolute-bad-header-after.http", "whitespace before colon in header" },
 	{ "bad-method.http", "bad character in method" },
 	{ "double-space.http", "empty request target" },
 	{ "empty-request-line.http", "empty request line" },
@@ -141,7 +153,8 @@ test_host_values(void **state)
 }
 
 struct target_case {
-	const char *request_line;	/* followed by "Host: host.example\r\n\r\n" */
+	const char *request_line;
+	const char *host;	/* Host header value, NULL for none */
 	enum peek_status status;
 	const char *name;
 };
@@ -150,34 +163,56 @@ static void
 test_request_targets(void **state)
 {
 	static const struct target_case cases[] = {
-		{ "GET http://a.example HTTP/1.1", PEEK_FOUND, "a.example" },
-		{ "GET HTTP://A.EXAMPLE:80?x=1 HTTP/1.1", PEEK_FOUND, "a.example" },
-		{ "GET http://a.example#frag HTTP/1.1", PEEK_FOUND, "a.example" },
-		{ "GET https://[::1]:8443/x HTTP/1.0", PEEK_FOUND, "::1" },
-		/* Other schemes are not ours to interpret: the Host header decides. */
-		{ "GET ftp://a.example/ HTTP/1.1", PEEK_FOUND, "host.example" },
-		{ "GET httpx://a.example/ HTTP/1.1", PEEK_FOUND, "host.example" },
-		{ "OPTIONS * HTTP/1.1", PEEK_FOUND, "host.example" },
-		{ "GET /http://a.example HTTP/1.1", PEEK_FOUND, "host.example" },
-		{ "GET http://bad!.example/ HTTP/1.1", PEEK_INVALID, NULL },
-		{ "GET http://a.example:x/ HTTP/1.1", PEEK_INVALID, NULL },
-		{ "GET http://a.example HTTP/2.0", PEEK_INVALID, NULL },
-		{ "GET\t/ HTTP/1.1", PEEK_INVALID, NULL },
-		{ "GET / HTTP/1.1 ", PEEK_INVALID, NULL },
-		{ "GET / HTTP/1.", PEEK_INVALID, NULL },
-		{ "GET /caf\xc3\xa9 HTTP/1.1", PEEK_INVALID, NULL },
-		{ " GET / HTTP/1.1", PEEK_INVALID, NULL },
+		{ "GET http://a.example HTTP/1.1", "a.example", PEEK_FOUND, "a.example" },
+		{ "GET HTTP://A.EXAMPLE:80?x=1 HTTP/1.1", "a.example:8080", PEEK_FOUND, "a.example" },
+		{ "GET http://a.example#frag HTTP/1.1", "A.EXAMPLE.", PEEK_FOUND, "a.example" },
+		{ "GET https://[::1]:8443/x HTTP/1.0", "[0::1]", PEEK_FOUND, "::1" },
+		{ "GET https://[::1]:8443/x HTTP/1.0", NULL, PEEK_FOUND, "::1" },
+		/* Any scheme://authority is absolute-form: Host must agree with it. */
+		{ "GET ws://a.example/ HTTP/1.1", "a.example", PEEK_FOUND, "a.example" },
+		{ "GET ws://a.example/ HTTP/1.1", "b.example", PEEK_INVALID, NULL },
+		{ "GET ftp://a.example/ HTTP/1.1", "host.example", PEEK_INVALID, NULL },
+		{ "GET httpx://a.example/ HTTP/1.1", "a.example", PEEK_FOUND, "a.example" },
+		{ "GET x-y.z+1://u:p@a.example:1/ HTTP/1.1", "a.example", PEEK_FOUND, "a.example" },
+		{ "GET ws://u@b.example@a.example/ HTTP/1.1", "a.example", PEEK_FOUND, "a.example" },
+		{ "GET ws:///x HTTP/1.1", "a.example", PEEK_INVALID, NULL },
+		{ "GET http://a.example/ HTTP/1.1", "b.example", PEEK_INVALID, NULL },
+		{ "GET http://a.example/ HTTP/1.0", "b.example", PEEK_INVALID, NULL },
+		{ "GET http://a.example/ HTTP/1.1", NULL, PEEK_INVALID, NULL },
+		{ "GET http://127.0.0.1/ HTTP/1.1", "127.0.0.1:80", PEEK_FOUND, "127.0.0.1" },
+		{ "GET http://[::1]/ HTTP/1.1", "::1", PEEK_INVALID, NULL },
+		/* Not a scheme: origin-form or authority-form, Host decides. */
+		{ "OPTIONS * HTTP/1.1", "host.example", PEEK_FOUND, "host.example" },
+		{ "GET /http://a.example HTTP/1.1", "host.example", PEEK_FOUND, "host.example" },
+		{ "GET 1http://a.example/ HTTP/1.1", "host.example", PEEK_FOUND, "host.example" },
+		{ "GET http:/a.example HTTP/1.1", "host.example", PEEK_FOUND, "host.example" },
+		{ "CONNECT a.example:443 HTTP/1.1", "host.example", PEEK_FOUND, "host.example" },
+		{ "GET / HTTP/1.1", NULL, PEEK_INVALID, NULL },
+		{ "GET / HTTP/1.0", NULL, PEEK_NO_NAME, NULL },
+		{ "GET http://bad!.example/ HTTP/1.1", "host.example", PEEK_INVALID, NULL },
+		{ "GET http://a.example:x/ HTTP/1.1", "a.example", PEEK_INVALID, NULL },
+		{ "GET http://a.example HTTP/2.0", "a.example", PEEK_INVALID, NULL },
+		{ "GET\t/ HTTP/1.1", "host.example", PEEK_INVALID, NULL },
+		{ "GET / HTTP/1.1 ", "host.example", PEEK_INVALID, NULL },
+		{ "GET / HTTP/1.", "host.example", PEEK_INVALID, NULL },
+		{ "GET /caf\xc3\xa9 HTTP/1.1", "host.example", PEEK_INVALID, NULL },
+		{ " GET / HTTP/1.1", "host.example", PEEK_INVALID, NULL },
 	};
 	char request[512];
 	struct peek_result r;
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		snprintf(request, sizeof(request), "%s\r\nHost: host.example\r\n\r\n", cases[i].request_line);
+		if (cases[i].host != NULL)
+			snprintf(request, sizeof(request), "%s\r\nHost: %s\r\n\r\n", cases[i].request_line,
+				 cases[i].host);
+		else
+			snprintf(request, sizeof(request), "%s\r\n\r\n", cases[i].request_line);
 		enum peek_status st = parse_text(request, &r);
 		if (st != cases[i].status
 		    || (cases[i].name != NULL && strcmp(r.name, cases[i].name) != 0))
-			fail_msg("\"%s\" gave %s \"%s\" (%s)", cases[i].request_line,
+			fail_msg("\"%s\" Host %s gave %s \"%s\" (%s)", cases[i].request_line,
+				 cases[i].host ? cases[i].host : "(none)",
 				 peek_status_name(st), r.name, r.why ? r.why : "");
 	}
 }
@@ -236,6 +271,59 @@ test_head_limit(void **state)
 	assert_int_equal(r.consumed, PEEK_MAX);
 }
 
+/* Answers of http_host_parse_resume fed len bytes in steps of stride must equal the one-shot answers. */
+static void
+check_resume(const char *file, const uint8_t *data, size_t len, size_t stride)
+{
+	struct http_progress progress = { 0 };
+	struct peek_result once, resumed;
+
+	for (size_t n = 0; ; n = n + stride < len ? n + stride : len) {
+		uint8_t *copy = malloc(n ? n : 1);
+		assert_non_null(copy);
+		memcpy(copy, data, n);
+		enum peek_status want = http_host_parse(copy, n, &once);
+		enum peek_status got = http_host_parse_resume(copy, n, &progress, &resumed);
+		free(copy);
+		if (got != want || resumed.consumed != once.consumed || strcmp(resumed.name, once.name) != 0
+		    || (want != PEEK_NEED_MORE && want != PEEK_FOUND && strcmp(resumed.why, once.why) != 0))
+			fail_msg("%s, stride %zu, length %zu: resumed %s \"%s\" consumed %zu, once %s \"%s\" consumed %zu",
+				 file, stride, n, peek_status_name(got), resumed.name, resumed.consumed,
+				 peek_status_name(want), once.name, once.consumed);
+		if (want != PEEK_NEED_MORE) {
+			/* A verdict leaves progress alone: asking again gives it again. */
+			assert_int_equal(http_host_parse_resume(data, len, &progress, &resumed), want);
+			assert_int_equal(resumed.consumed, once.consumed);
+			return;
+		}
+		if (n == len)
+			return;
+	}
+}
+
+/* The resumable parser gives the one-shot answer however the bytes arrive. */
+static void
+test_resume_matches_one_shot(void **state)
+{
+	static const size_t strides[] = { 1, 2, 3, 7, 64, 1000 };
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(valid_samples) / sizeof(valid_samples[0]) + sizeof(malformed_samples) / sizeof(malformed_samples[0]); i++) {
+		bool valid = i < sizeof(valid_samples) / sizeof(valid_samples[0]);
+		const char *file = valid ? valid_samples[i].file
+					 : malformed_samples[i - sizeof(valid_samples) / sizeof(valid_samples[0])].file;
+		struct blob b = load_fixture(valid ? "http" : "malformed/http", file);
+		for (size_t k = 0; k < sizeof(strides) / sizeof(strides[0]); k++)
+			check_resume(file, b.data, b.len, strides[k]);
+		free(b.data);
+	}
+	/* Progress from other bytes, longer than this input, is not trusted. */
+	struct http_progress progress = { .line_start = 100, .lines = 3 };
+	struct peek_result r;
+	assert_int_equal(http_host_parse_resume((const uint8_t *)"GET / HTTP/1.0\r\n\r\n", 18, &progress, &r),
+			 PEEK_NO_NAME);
+}
+
 int
 main(void)
 {
@@ -248,6 +336,7 @@ main(void)
 		cmocka_unit_test(test_host_header_count),
 		cmocka_unit_test(test_empty_and_null_input),
 		cmocka_unit_test(test_head_limit),
+		cmocka_unit_test(test_resume_matches_one_shot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
