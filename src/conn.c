@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -27,7 +28,10 @@ static TAILQ_HEAD(, conn) live_conns = TAILQ_HEAD_INITIALIZER(live_conns);
 
 /* Peeking never consumes, so the bytes stay in the kernel and one buffer
  * serves every connection: each readable event peeks the whole prefix
- * again and re-parses it from byte 0. A connection costs its struct only. */
+ * again. The parse work stays linear in the bytes all the same: an HTTP
+ * head is parsed on from where the last event left it (c->http_progress),
+ * and a TLS connection sets SO_RCVLOWAT to the length its records need
+ * next, so that it wakes once per record rather than per segment. */
 static uint8_t peek_buf[PEEK_MAX];
 
 static const char *const outcome_names[OUTCOME_COUNT] = {
@@ -267,6 +271,70 @@ consume_proxy_header(struct conn *c, size_t peeked)
 	return 1;
 }
 
+/*
+ * The least length a ClientHello starting with these n bytes can have: the
+ * end of the record under way (or of the next record header), and at least
+ * every record header so far plus the handshake message whose length the
+ * first record announces. A client that sends less can be waited for
+ * until the peek deadline: a real hello is never shorter.
+ */
+static size_t
+tls_bytes_needed(const uint8_t *buf, size_t n)
+{
+	size_t off = 0, headers = 1;
+	size_t need;
+
+	for (;;) {
+		if (off + 5 > n) {
+			need = off + 5;
+			break;
+		}
+		size_t record_end = off + 5 + ((size_t)buf[off + 3] << 8 | buf[off + 4]);
+		if (record_end > n) {
+			need = record_end;
+			break;
+		}
+		off = record_end;
+		headers++;
+	}
+	if (n >= 9 && ((size_t)buf[3] << 8 | buf[4]) >= 4) {
+		size_t message = (size_t)buf[6] << 16 | (size_t)buf[7] << 8 | buf[8];
+		size_t least = 5 * headers + 4 + message;
+		if (least > need)
+			need = least;
+	}
+	return need < PEEK_MAX ? need : PEEK_MAX;
+}
+
+/* Wake for c only once need bytes are queued. Returns false if at least
+ * that many are there already (or the option failed): peek again now. */
+static bool
+wait_for_bytes(struct conn *c, size_t need)
+{
+	int lowat = (int)need, queued = 0;
+
+	if (lowat == c->rcvlowat)
+		return true;
+	if (setsockopt(c->io.fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) < 0)
+		return true;	/* then every segment wakes us, as before */
+	c->rcvlowat = lowat;
+	/* Bytes that came before the new mark may have woken nobody. */
+	return ioctl(c->io.fd, FIONREAD, &queued) < 0 || queued < lowat;
+}
+
+/* Put SO_RCVLOWAT back to the default before anyone else gets the socket. */
+static void
+restore_rcvlowat(struct conn *c)
+{
+	int lowat = 1;
+
+	if (c->rcvlowat == 0 || c->io.fd < 0)
+		return;
+	if (setsockopt(c->io.fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) < 0)
+		log_warn("cannot restore SO_RCVLOWAT for %s", c->peer_text);
+	c->rcvlowat = 0;
+}
+
 /* Peek at everything the client sent so far and ask the listener's parser. */
 static void
 conn_peek(struct conn *c, uint32_t revents)
@@ -290,6 +358,8 @@ conn_peek(struct conn *c, uint32_t revents)
 			return;
 		}
 	}
+	bool tls = c->listener->cfg->proto == LISTENER_TLS;
+peek_again:;
 	ssize_t n = recv(c->io.fd, peek_buf, sizeof(peek_buf), MSG_PEEK | MSG_DONTWAIT);
 	if (n == 0) {
 		conn_reject(c, OUTCOME_CLOSED, "client closed before sending a name");
@@ -302,9 +372,9 @@ conn_peek(struct conn *c, uint32_t revents)
 		return;
 	}
 	memset(&c->peek, 0, sizeof(c->peek));
-	enum peek_status st = c->listener->cfg->proto == LISTENER_TLS
+	enum peek_status st = tls
 		? tls_hello_parse(peek_buf, (size_t)n, &c->peek)
-		: http_host_parse(peek_buf, (size_t)n, &c->peek);
+		: http_host_parse_resume(peek_buf, (size_t)n, &c->http_progress, &c->peek);
 	switch (st) {
 	case PEEK_NEED_MORE:
 		if ((size_t)n >= sizeof(peek_buf)) {
@@ -312,6 +382,8 @@ conn_peek(struct conn *c, uint32_t revents)
 		} else if (revents & (EPOLLRDHUP | EPOLLHUP)) {
 			/* No more bytes can come: the deadline would only delay the end. */
 			conn_reject(c, OUTCOME_CLOSED, "client closed in the middle of its hello/request");
+		} else if (tls && !wait_for_bytes(c, tls_bytes_needed(peek_buf, (size_t)n))) {
+			goto peek_again;	/* bounded: each round needs more bytes, up to PEEK_MAX */
 		}
 		return;	/* edge-triggered: the next segment brings the next event */
 	case PEEK_INVALID:
@@ -331,6 +403,7 @@ conn_peek(struct conn *c, uint32_t revents)
 	}
 	/* The name is known: stop watching the client (an upstream may own the
 	 * socket within microseconds) and leave the peek phase. */
+	restore_rcvlowat(c);
 	end_peek_phase(c);
 	loop_timer_cancel(server.loop, &c->deadline);
 	loop_io_del(server.loop, &c->io);

@@ -7,6 +7,7 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
+#include "http_host.h"
 #include "loop.h"
 #include "peek.h"
 #include "relay.h"
@@ -45,6 +46,8 @@ struct conn {
 	bool has_name;
 	struct peek_result peek;	/* name and ALPN once known */
 	bool proxy_header_done;		/* accept-proxy: the PROXY header was consumed */
+	struct http_progress http_progress;	/* HTTP listener: the parser's progress between events */
+	int rcvlowat;			/* TLS listener: SO_RCVLOWAT we set while peeking; 0 if untouched */
 	struct target *waiting_at;	/* CONN_WAITING: whose queue holds us */
 	TAILQ_ENTRY(conn) queue;	/* link in that upstream's waiting queue */
 	TAILQ_ENTRY(conn) all_link;	/* link in the live list, then the dead list */
