@@ -13,14 +13,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_internal.h"
 #include "hostname.h"
-
-#define CONFIG_LINE_MAX 4096		/* bytes per line, newline excluded */
-#define CONFIG_FILE_MAX (1024 * 1024)	/* a configuration is a few lines; refuse the wrong file */
-#define CONFIG_WORDS_MAX (CONFIG_LINE_MAX / 2 + 1)	/* one-byte words split by one blank */
-#define DURATION_MAX_MS (60u * 60u * 1000u)
-#define COUNT_MAX 1000000u
-#define DEFAULT_BACKLOG 511
 
 const char config_builtin[] =
 	"# Built-in configuration: the demo. Unprivileged loopback ports.\n"
@@ -28,23 +22,6 @@ const char config_builtin[] =
 	"listen [::1]:8443 tls\n"
 	"listen 127.0.0.1:8080 http\n"
 	"grant * to self\n";
-
-enum directive_kind {
-	DIRECTIVE_RUNTIME_DIR,
-	DIRECTIVE_ACCESS_LOG,
-	DIRECTIVE_DURATION,
-	DIRECTIVE_COUNT,
-	DIRECTIVE_LISTEN,
-	DIRECTIVE_GRANT,
-	DIRECTIVE_ROUTE,
-};
-
-struct directive {
-	const char *name;
-	const char *usage;
-	enum directive_kind kind;
-	size_t field;		/* offsetof the unsigned it sets, for durations and counts */
-};
 
 /* Order here is the order "unknown directive" lists them in. */
 static const struct directive directives[] = {
@@ -66,16 +43,8 @@ static const struct directive directives[] = {
 		   "[proxy v1|v2] [connect-timeout D] [idle-timeout D] [fail-after N] [retry-after D] [check D]",
 	  DIRECTIVE_ROUTE, 0 },
 };
-#define N_DIRECTIVES (sizeof(directives) / sizeof(directives[0]))
-
-struct parser {
-	struct config *cfg;
-	const char *label;
-	int line;
-	char *err;
-	size_t errlen;
-	int set_on_line[N_DIRECTIVES];	/* where a single-valued directive was given, 0 if not */
-};
+_Static_assert(sizeof(directives) / sizeof(directives[0]) == N_DIRECTIVES,
+	       "N_DIRECTIVES in config_internal.h counts the directive table");
 
 /* Format one diagnostic into err. Words from the file are quoted verbatim,
  * so control bytes are masked to keep the message on one printable line. */
@@ -104,7 +73,7 @@ report(char *err, size_t errlen, const char *label, int line, const char *fmt, .
 }
 
 /* Report a problem on the current line; returns -1 so callers can return it. */
-static int __attribute__((format(printf, 2, 3)))
+int
 fail(struct parser *p, const char *fmt, ...)
 {
 	va_list ap;
@@ -114,14 +83,14 @@ fail(struct parser *p, const char *fmt, ...)
 	return -1;
 }
 
-static int
+int
 fail_usage(struct parser *p, const struct directive *d)
 {
 	return fail(p, "%s: expected '%s'", d->name, d->usage);
 }
 
 /* Decimal digits only: no sign, no blanks, no base prefixes. */
-static bool
+bool
 parse_decimal(const char *s, unsigned long long max, unsigned long long *out)
 {
 	if (*s < '0' || *s > '9')
@@ -139,7 +108,7 @@ parse_decimal(const char *s, unsigned long long max, unsigned long long *out)
 	return true;
 }
 
-static bool
+bool
 parse_range(const char *s, unsigned min, unsigned max, unsigned *out)
 {
 	unsigned long long v;
@@ -150,7 +119,7 @@ parse_range(const char *s, unsigned min, unsigned max, unsigned *out)
 }
 
 /* "500ms", "10s", "2m" or a bare number of seconds; > 0 and at most an hour. */
-static bool
+bool
 parse_duration(const char *s, unsigned *ms)
 {
 	size_t digits = strspn(s, "0123456789");
@@ -253,188 +222,6 @@ parse_access_log(struct parser *p, const char *where)
 	if (strlen(where) >= sizeof(p->cfg->access_log))
 		return fail(p, "access-log: path too long");
 	strcpy(p->cfg->access_log, where);
-	return 0;
-}
-
-/* "127.0.0.1:8443", "*:443", "[::1]:8443" into l->addr, l->addrlen, l->text. */
-static int
-parse_address(struct parser *p, const char *word, struct config_listener *l)
-{
-	static const char examples[] = "e.g. 127.0.0.1:8443, *:443 or [::1]:8443";
-	const char *host_start, *host_end, *port;
-	bool bracketed = word[0] == '[';
-	if (bracketed) {
-		host_start = word + 1;
-		host_end = strchr(host_start, ']');
-		if (host_end == NULL)
-			return fail(p, "listen: bad address '%s' (missing ']'; %s)", word, examples);
-		if (host_end[1] != ':')
-			return fail(p, "listen: '%s' has no port (expected ADDRESS:PORT, %s)", word, examples);
-		port = host_end + 2;
-	} else {
-		host_start = word;
-		host_end = strrchr(word, ':');
-		if (host_end == NULL)
-			return fail(p, "listen: '%s' has no port (expected ADDRESS:PORT, %s)", word, examples);
-		port = host_end + 1;
-	}
-	char host[INET6_ADDRSTRLEN];
-	size_t host_len = (size_t)(host_end - host_start);
-	if (host_len == 0 || host_len >= sizeof(host))
-		return fail(p, "listen: bad address '%s' (expected a numeric address, %s)", word, examples);
-	memcpy(host, host_start, host_len);
-	host[host_len] = '\0';
-
-	unsigned port_number;
-	if (!parse_range(port, 1, 65535, &port_number))
-		return fail(p, "listen: bad port '%s' in '%s' (expected 1..65535)", port, word);
-
-	memset(&l->addr, 0, sizeof(l->addr));
-	if (bracketed) {
-		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)(void *)&l->addr;
-		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
-			return fail(p, "listen: bad address '%s' (expected a numeric IPv6 address in brackets, %s)",
-				    word, examples);
-		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = htons((uint16_t)port_number);
-		l->addrlen = sizeof(*sin6);
-		inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host));
-		snprintf(l->text, sizeof(l->text), "[%s]:%u", host, port_number);
-	} else {
-		struct sockaddr_in *sin = (struct sockaddr_in *)(void *)&l->addr;
-		if (strchr(host, ':') != NULL)
-			return fail(p, "listen: bad address '%s' (put IPv6 addresses in brackets, %s)",
-				    word, examples);
-		if (strcmp(host, "*") == 0)
-			sin->sin_addr.s_addr = htonl(INADDR_ANY);
-		else if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
-			return fail(p, "listen: bad address '%s' (expected a numeric address, %s)", word, examples);
-		sin->sin_family = AF_INET;
-		sin->sin_port = htons((uint16_t)port_number);
-		l->addrlen = sizeof(*sin);
-		inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host));
-		snprintf(l->text, sizeof(l->text), "%s:%u", host, port_number);
-	}
-	return 0;
-}
-
-/* "10.0.0.0/8,192.0.2.7,[2001:db8::]/32" (brackets optional for IPv6). */
-static int
-parse_trusted(struct parser *p, const char *value, struct config_listener *l)
-{
-	char copy[CONFIG_LINE_MAX + 1];
-	snprintf(copy, sizeof(copy), "%s", value);
-	char *save = NULL;
-	for (char *item = strtok_r(copy, ",", &save); item != NULL; item = strtok_r(NULL, ",", &save)) {
-		if (l->n_trusted == CONFIG_MAX_TRUSTED)
-			return fail(p, "listen: accept-proxy lists more than %d sources", CONFIG_MAX_TRUSTED);
-		struct config_cidr *c = &l->trusted[l->n_trusted];
-		char host[INET6_ADDRSTRLEN + 2];
-		const char *slash = strchr(item, '/');
-		size_t host_len = slash ? (size_t)(slash - item) : strlen(item);
-		if (host_len >= sizeof(host))
-			return fail(p, "listen: bad accept-proxy source '%s' (expected e.g. 10.0.0.0/8 or ::1)", item);
-		memcpy(host, item, host_len);
-		host[host_len] = '\0';
-		char *h = host;
-		if (h[0] == '[' && host_len > 2 && h[host_len - 1] == ']') {
-			h[host_len - 1] = '\0';
-			h++;
-		}
-		unsigned max_prefix;
-		if (inet_pton(AF_INET, h, c->addr) == 1) {
-			c->family = AF_INET;
-			max_prefix = 32;
-		} else if (inet_pton(AF_INET6, h, c->addr) == 1) {
-			c->family = AF_INET6;
-			max_prefix = 128;
-		} else {
-			return fail(p, "listen: bad accept-proxy source '%s' (expected e.g. 10.0.0.0/8 or ::1)", item);
-		}
-		c->prefix = max_prefix;
-		if (slash != NULL && !parse_range(slash + 1, 0, max_prefix, &c->prefix))
-			return fail(p, "listen: bad prefix length in '%s' (expected 0..%u)", item, max_prefix);
-		l->n_trusted++;
-	}
-	if (l->n_trusted == 0)
-		return fail(p, "listen: accept-proxy needs at least one source address");
-	return 0;
-}
-
-static int
-parse_listen(struct parser *p, const struct directive *d, char **args, size_t n)
-{
-	struct config *cfg = p->cfg;
-	struct config_listener l;
-	memset(&l, 0, sizeof(l));
-	l.v6only = -1;
-	l.backlog = DEFAULT_BACKLOG;
-	l.line = p->line;
-	if (n < 2)
-		return fail_usage(p, d);
-	if (parse_address(p, args[0], &l) < 0)
-		return -1;
-	if (strcmp(args[1], "tls") == 0)
-		l.proto = LISTENER_TLS;
-	else if (strcmp(args[1], "http") == 0)
-		l.proto = LISTENER_HTTP;
-	else
-		return fail(p, "listen: unknown protocol '%s' (expected tls or http)", args[1]);
-
-	bool seen_default = false, seen_v6only = false, seen_backlog = false, seen_proxy = false;
-	for (size_t i = 2; i < n; i += 2) {
-		const char *option = args[i];
-		bool *seen;
-		if (strcmp(option, "default") == 0)
-			seen = &seen_default;
-		else if (strcmp(option, "v6only") == 0)
-			seen = &seen_v6only;
-		else if (strcmp(option, "backlog") == 0)
-			seen = &seen_backlog;
-		else if (strcmp(option, "accept-proxy") == 0)
-			seen = &seen_proxy;
-		else
-			return fail(p, "listen: unknown option '%s'; expected '%s'", option, d->usage);
-		if (i + 1 >= n)
-			return fail_usage(p, d);
-		if (*seen)
-			return fail(p, "listen: '%s' given twice", option);
-		*seen = true;
-		const char *value = args[i + 1];
-		if (seen == &seen_default) {
-			if (hostname_normalize(value, strlen(value), l.default_name,
-					       sizeof(l.default_name)) == 0)
-				return fail(p, "listen: bad default name '%s' (expected a host name such as a.example)",
-					    value);
-		} else if (seen == &seen_v6only) {
-			if (strcmp(value, "on") == 0)
-				l.v6only = 1;
-			else if (strcmp(value, "off") == 0)
-				l.v6only = 0;
-			else
-				return fail(p, "listen: v6only takes on or off, not '%s'", value);
-		} else if (seen == &seen_proxy) {
-			if (parse_trusted(p, value, &l) < 0)
-				return -1;
-		} else {
-			unsigned backlog;
-			if (!parse_range(value, 1, 65535, &backlog))
-				return fail(p, "listen: bad backlog '%s' (expected 1..65535)", value);
-			l.backlog = (int)backlog;
-		}
-	}
-	if (l.v6only >= 0 && l.addr.ss_family != AF_INET6)
-		return fail(p, "listen: v6only applies only to IPv6 addresses such as [::]:443");
-
-	for (size_t i = 0; i < cfg->n_listeners; i++)
-		if (strcmp(cfg->listeners[i].text, l.text) == 0)
-			return fail(p, "listen: %s already declared on line %d", l.text,
-				    cfg->listeners[i].line);
-	struct config_listener *grown = realloc(cfg->listeners, (cfg->n_listeners + 1) * sizeof(*grown));
-	if (grown == NULL)
-		return fail(p, "out of memory");
-	cfg->listeners = grown;
-	cfg->listeners[cfg->n_listeners++] = l;
 	return 0;
 }
 
@@ -546,166 +333,6 @@ parse_grant(struct parser *p, const struct directive *d, char **args, size_t n)
 		if (add_principal(p, g, args[i]) < 0)
 			return -1;
 	return 0;
-}
-
-/* "tcp:HOST:PORT": HOST numeric (IPv6 in brackets) or a name resolved now;
- * each address becomes one target. */
-static int
-add_tcp_target(struct parser *p, struct config_route *r, const char *word)
-{
-	static const char hint[] = "expected tcp:HOST:PORT, e.g. tcp:127.0.0.1:9443, tcp:[::1]:9443 or tcp:backend.lan:443";
-	const char *spec = word + 4;
-	const char *host_start = spec, *host_end, *port;
-	if (spec[0] == '[') {
-		host_start = spec + 1;
-		host_end = strchr(host_start, ']');
-		if (host_end == NULL || host_end[1] != ':')
-			return fail(p, "route: bad target '%s' (%s)", word, hint);
-		port = host_end + 2;
-	} else {
-		host_end = strrchr(spec, ':');
-		if (host_end == NULL)
-			return fail(p, "route: target '%s' has no port (%s)", word, hint);
-		port = host_end + 1;
-	}
-	char host[256];
-	size_t host_len = (size_t)(host_end - host_start);
-	unsigned port_number;
-	if (host_len == 0 || host_len >= sizeof(host))
-		return fail(p, "route: bad host in '%s' (%s)", word, hint);
-	if (!parse_range(port, 1, 65535, &port_number))
-		return fail(p, "route: bad port in '%s' (expected 1..65535)", word);
-	memcpy(host, host_start, host_len);
-	host[host_len] = '\0';
-
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
-	int rc = getaddrinfo(host, port, &hints, &res);
-	if (rc != 0)
-		return fail(p, "route: cannot resolve '%s': %s (check the name, or use an address)", host,
-			    gai_strerror(rc));
-	int added = 0;
-	for (struct addrinfo *ai = res; ai != NULL && added < 8; ai = ai->ai_next) {
-		if (ai->ai_addrlen > sizeof(struct sockaddr_storage))
-			continue;
-		bool duplicate = false;
-		for (size_t i = 0; i < r->n_targets && !duplicate; i++)
-			duplicate = r->targets[i].addrlen == ai->ai_addrlen &&
-				    memcmp(&r->targets[i].addr, ai->ai_addr, ai->ai_addrlen) == 0;
-		if (duplicate)
-			continue;
-		struct config_target *grown = realloc(r->targets, (r->n_targets + 1) * sizeof(*grown));
-		if (grown == NULL) {
-			freeaddrinfo(res);
-			return fail(p, "out of memory");
-		}
-		r->targets = grown;
-		struct config_target *t = &r->targets[r->n_targets++];
-		memset(t, 0, sizeof(*t));
-		snprintf(t->text, sizeof(t->text), "%s", word);
-		memcpy(&t->addr, ai->ai_addr, ai->ai_addrlen);
-		t->addrlen = ai->ai_addrlen;
-		t->weight = 1;
-		added++;
-	}
-	freeaddrinfo(res);
-	if (added == 0)
-		return fail(p, "route: '%s' resolves to no new address", word);
-	return added;
-}
-
-static int
-parse_route(struct parser *p, const struct directive *d, char **args, size_t n)
-{
-	struct config *cfg = p->cfg;
-	struct config_route r;
-	memset(&r, 0, sizeof(r));
-	r.line = p->line;
-	r.connect_timeout_ms = 5 * 1000;
-	r.idle_timeout_ms = 10 * 60 * 1000;
-	r.fail_after = 3;
-	r.retry_after_ms = 30 * 1000;
-	if (n < 3 || strcmp(args[1], "to") != 0)
-		return fail_usage(p, d);
-	size_t len = strlen(args[0]);
-	if ((args[0][0] == '*' ? hostname_normalize_pattern(args[0], len, r.pattern, sizeof(r.pattern))
-			       : hostname_normalize(args[0], len, r.pattern, sizeof(r.pattern))) == 0)
-		return fail(p, "route: bad pattern '%s' (expected a host name, *.suffix or *)", args[0]);
-	for (size_t i = 0; i < cfg->n_routes; i++)
-		if (strcmp(cfg->routes[i].pattern, r.pattern) == 0)
-			return fail(p, "route: %s already routed on line %d", r.pattern, cfg->routes[i].line);
-
-	int last_added = 0;
-	for (size_t i = 2; i < n; i++) {
-		const char *w = args[i];
-		if (strncmp(w, "tcp:", 4) == 0) {
-			if ((last_added = add_tcp_target(p, &r, w)) < 0)
-				goto fail;
-			continue;
-		}
-		if (i + 1 >= n) {
-			fail(p, "route: '%s' needs a value; expected '%s'", w, d->usage);
-			goto fail;
-		}
-		const char *v = args[++i];
-		bool ok = true;
-		if (strcmp(w, "weight") == 0) {
-			unsigned weight;
-			if (last_added == 0) {
-				fail(p, "route: 'weight' must follow a tcp: target");
-				goto fail;
-			}
-			ok = parse_range(v, 1, 1000, &weight);
-			for (size_t k = r.n_targets - (size_t)last_added; ok && k < r.n_targets; k++)
-				r.targets[k].weight = weight;
-			last_added = 0;
-		} else if (strcmp(w, "balance") == 0) {
-			if (strcmp(v, "round-robin") == 0)
-				r.balance = BALANCE_ROUND_ROBIN;
-			else if (strcmp(v, "least-conn") == 0)
-				r.balance = BALANCE_LEAST_CONN;
-			else
-				ok = false;
-		} else if (strcmp(w, "proxy") == 0) {
-			if (strcmp(v, "v1") == 0)
-				r.proxy_version = 1;
-			else if (strcmp(v, "v2") == 0)
-				r.proxy_version = 2;
-			else
-				ok = false;
-		} else if (strcmp(w, "connect-timeout") == 0) {
-			ok = parse_duration(v, &r.connect_timeout_ms);
-		} else if (strcmp(w, "idle-timeout") == 0) {
-			ok = parse_duration(v, &r.idle_timeout_ms);
-		} else if (strcmp(w, "fail-after") == 0) {
-			ok = parse_range(v, 1, 1000, &r.fail_after);
-		} else if (strcmp(w, "retry-after") == 0) {
-			ok = parse_duration(v, &r.retry_after_ms);
-		} else if (strcmp(w, "check") == 0) {
-			ok = parse_duration(v, &r.check_interval_ms);
-		} else {
-			fail(p, "route: unknown option '%s'; expected '%s'", w, d->usage);
-			goto fail;
-		}
-		if (!ok) {
-			fail(p, "route: bad value '%s' for %s", v, w);
-			goto fail;
-		}
-	}
-	if (r.n_targets == 0) {
-		fail(p, "route: %s has no tcp: target (local upstreams need no route line)", r.pattern);
-		goto fail;
-	}
-	struct config_route *grown = realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*grown));
-	if (grown == NULL) {
-		fail(p, "out of memory");
-		goto fail;
-	}
-	cfg->routes = grown;
-	cfg->routes[cfg->n_routes++] = r;
-	return 0;
-fail:
-	free(r.targets);
-	return -1;
 }
 
 static int
@@ -962,42 +589,6 @@ config_may_claim(const struct config *cfg, const char *name, uid_t uid)
 	}
 	free(groups);
 	return allowed;
-}
-
-bool
-config_is_trusted(const struct config_listener *l, const struct sockaddr_storage *addr)
-{
-	const unsigned char *a;
-	int family = addr->ss_family;
-	unsigned char mapped[4];
-	if (family == AF_INET) {
-		a = (const unsigned char *)&((const struct sockaddr_in *)(const void *)addr)->sin_addr;
-	} else if (family == AF_INET6) {
-		const struct in6_addr *a6 = &((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr;
-		a = a6->s6_addr;
-		if (IN6_IS_ADDR_V4MAPPED(a6)) {	/* a dual-stack listener sees IPv4 clients this way */
-			memcpy(mapped, a + 12, 4);
-			a = mapped;
-			family = AF_INET;
-		}
-	} else {
-		return false;
-	}
-	for (size_t i = 0; i < l->n_trusted; i++) {
-		const struct config_cidr *c = &l->trusted[i];
-		if (c->family != family)
-			continue;
-		unsigned full = c->prefix / 8, rest = c->prefix % 8;
-		if (memcmp(a, c->addr, full) != 0)
-			continue;
-		if (rest != 0) {
-			unsigned char mask = (unsigned char)(0xff << (8 - rest));
-			if ((a[full] & mask) != (c->addr[full] & mask))
-				continue;
-		}
-		return true;
-	}
-	return false;
 }
 
 void

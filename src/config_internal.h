@@ -1,0 +1,59 @@
+/* config_internal.h - what the configuration reader shares with its per-directive parsers. */
+#ifndef HANDOFF_CONFIG_INTERNAL_H
+#define HANDOFF_CONFIG_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "config.h"
+
+#define CONFIG_LINE_MAX 4096		/* bytes per line, newline excluded */
+#define CONFIG_FILE_MAX (1024 * 1024)	/* a configuration is a few lines; refuse the wrong file */
+#define CONFIG_WORDS_MAX (CONFIG_LINE_MAX / 2 + 1)	/* one-byte words split by one blank */
+#define DURATION_MAX_MS (60u * 60u * 1000u)
+#define COUNT_MAX 1000000u
+#define DEFAULT_BACKLOG 511
+
+#define N_DIRECTIVES 10	/* entries in the directive table of config.c */
+
+enum directive_kind {
+	DIRECTIVE_RUNTIME_DIR,
+	DIRECTIVE_ACCESS_LOG,
+	DIRECTIVE_DURATION,
+	DIRECTIVE_COUNT,
+	DIRECTIVE_LISTEN,
+	DIRECTIVE_GRANT,
+	DIRECTIVE_ROUTE,
+};
+
+struct directive {
+	const char *name;
+	const char *usage;
+	enum directive_kind kind;
+	size_t field;		/* offsetof the unsigned it sets, for durations and counts */
+};
+
+struct parser {
+	struct config *cfg;
+	const char *label;
+	int line;
+	char *err;
+	size_t errlen;
+	int set_on_line[N_DIRECTIVES];	/* where a single-valued directive was given, 0 if not */
+};
+
+/* Report a problem on the current line; returns -1 so callers can return it. */
+int fail(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int fail_usage(struct parser *p, const struct directive *d);
+/* Decimal digits only: no sign, no blanks, no base prefixes. */
+bool parse_decimal(const char *s, unsigned long long max, unsigned long long *out);
+bool parse_range(const char *s, unsigned min, unsigned max, unsigned *out);
+/* "500ms", "10s", "2m" or a bare number of seconds; > 0 and at most an hour. */
+bool parse_duration(const char *s, unsigned *ms);
+
+/* config_listen.c */
+int parse_listen(struct parser *p, const struct directive *d, char **args, size_t n);
+/* config_route.c */
+int parse_route(struct parser *p, const struct directive *d, char **args, size_t n);
+
+#endif
