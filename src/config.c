@@ -15,6 +15,7 @@
 #include "config.h"
 #include "config_internal.h"
 #include "hostname.h"
+#include "iplimit.h"
 
 const char config_builtin[] =
 	"# Built-in configuration: the demo. Unprivileged loopback ports.\n"
@@ -36,6 +37,7 @@ static const struct directive directives[] = {
 	{ "max-pending", "max-pending N", DIRECTIVE_COUNT, offsetof(struct config, max_pending) },
 	{ "max-relays", "max-relays N", DIRECTIVE_COUNT, offsetof(struct config, max_relays) },
 	{ "max-relays-per-ip", "max-relays-per-ip N", DIRECTIVE_COUNT, offsetof(struct config, max_relays_per_ip) },
+	{ "ipv6-prefix", "ipv6-prefix BITS", DIRECTIVE_IPV6_PREFIX, offsetof(struct config, ipv6_prefix) },
 	{ "listen", "listen ADDRESS:PORT tls|http [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]]",
 	  DIRECTIVE_LISTEN, 0 },
 	{ "grant", "grant PATTERN to PRINCIPAL [PRINCIPAL ...]", DIRECTIVE_GRANT, 0 },
@@ -376,6 +378,7 @@ parse_line(struct parser *p, char *line)
 		return fail(p, "%s: already set on line %d", d->name, p->set_on_line[i]);
 	p->set_on_line[i] = p->line;
 	unsigned *field = d->kind == DIRECTIVE_DURATION || d->kind == DIRECTIVE_COUNT
+			  || d->kind == DIRECTIVE_IPV6_PREFIX
 		? (unsigned *)(void *)((char *)p->cfg + d->field) : NULL;
 	switch (d->kind) {
 	case DIRECTIVE_RUNTIME_DIR:
@@ -390,6 +393,11 @@ parse_line(struct parser *p, char *line)
 	case DIRECTIVE_COUNT:
 		if (!parse_range(args[0], 1, COUNT_MAX, field))
 			return fail(p, "%s: bad number '%s' (expected 1..%u)", d->name, args[0], COUNT_MAX);
+		return 0;
+	case DIRECTIVE_IPV6_PREFIX:
+		if (!parse_range(args[0], 1, 128, field))
+			return fail(p, "%s: bad prefix length '%s' (expected 1..128 bits; 64 counts a whole /64 "
+				    "as one client)", d->name, args[0]);
 		return 0;
 	case DIRECTIVE_LISTEN:
 	case DIRECTIVE_GRANT:
@@ -410,6 +418,7 @@ set_defaults(struct config *cfg, const char *label)
 	cfg->handoff_timeout_ms = 5 * 1000;
 	cfg->max_peeking = 4096;
 	cfg->max_per_ip = 64;
+	cfg->ipv6_prefix = IPLIMIT_IPV6_PREFIX_DEFAULT;
 	cfg->max_pending = 256;
 	cfg->max_relays = 512;
 	cfg->max_relays_per_ip = 32;

@@ -79,6 +79,7 @@ struct config {
 	unsigned handoff_timeout_ms;	/* longest wait for room at a busy upstream */
 	unsigned max_peeking;		/* connections in the peek phase, all listeners */
 	unsigned max_per_ip;		/* peek-phase connections per client address */
+	unsigned ipv6_prefix;		/* IPv6 clients count per this prefix length (1..128) */
 	unsigned max_pending;		/* connections waiting per upstream */
 	unsigned max_relays;		/* relayed (or connecting) connections in all */
 	unsigned max_relays_per_ip;	/* ... from one client address */

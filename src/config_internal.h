@@ -14,13 +14,14 @@
 #define COUNT_MAX 1000000u
 #define DEFAULT_BACKLOG 511
 
-#define N_DIRECTIVES 10	/* entries in the directive table of config.c */
+#define N_DIRECTIVES 13	/* entries in the directive table of config.c */
 
 enum directive_kind {
 	DIRECTIVE_RUNTIME_DIR,
 	DIRECTIVE_ACCESS_LOG,
 	DIRECTIVE_DURATION,
 	DIRECTIVE_COUNT,
+	DIRECTIVE_IPV6_PREFIX,
 	DIRECTIVE_LISTEN,
 	DIRECTIVE_GRANT,
 	DIRECTIVE_ROUTE,

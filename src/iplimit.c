@@ -1,10 +1,13 @@
-/* iplimit.c - hash of client addresses to connection counts: peek phase and relays. */
+/* iplimit.c - keyed hash of client addresses (IPv6: prefixes) to connection counts: peek phase and relays. */
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "iplimit.h"
+#include "siphash.h"
 
 #define IPLIMIT_BUCKETS 4096	/* entries live only while a client peeks: few */
 
@@ -17,8 +20,18 @@ struct iplimit_entry {
 
 static struct iplimit_entry *buckets[IPLIMIT_BUCKETS];
 
-static void
-make_key(const struct sockaddr_storage *addr, uint8_t key[16])
+static uint8_t hash_key_bytes[SIPHASH_KEY_BYTES];
+static int keyed;	/* 1 once hash_key_bytes holds random bytes */
+static unsigned ipv6_prefix_bits = IPLIMIT_IPV6_PREFIX_DEFAULT;
+
+void
+iplimit_configure(unsigned ipv6_prefix)
+{
+	ipv6_prefix_bits = ipv6_prefix;
+}
+
+void
+iplimit_key_of(const struct sockaddr_storage *addr, unsigned ipv6_prefix, uint8_t key[16])
 {
 	memset(key, 0, 16);
 	if (addr->ss_family == AF_INET) {
@@ -28,16 +41,37 @@ make_key(const struct sockaddr_storage *addr, uint8_t key[16])
 	} else if (addr->ss_family == AF_INET6) {
 		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)(const void *)addr;
 		memcpy(key, &sin6->sin6_addr, 16);
+		/* A v4-mapped address is an IPv4 client: keep all of it. */
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) || ipv6_prefix >= 128)
+			return;
+		unsigned whole = ipv6_prefix / 8;
+		if (ipv6_prefix % 8)
+			key[whole++] &= (uint8_t)(0xff00u >> (ipv6_prefix % 8));
+		memset(key + whole, 0, 16 - whole);
 	}
 }
 
 static size_t
 hash_key(const uint8_t key[16])
 {
-	uint32_t h = 2166136261u;	/* FNV-1a */
-	for (int i = 0; i < 16; i++)
-		h = (h ^ key[i]) * 16777619u;
-	return h % IPLIMIT_BUCKETS;
+	return (size_t)(siphash24(hash_key_bytes, key, 16) % IPLIMIT_BUCKETS);
+}
+
+/* The first acquire draws the hash key; entries exist only after it. */
+static void
+make_hash_key(void)
+{
+	size_t got = 0;
+	while (got < sizeof(hash_key_bytes)) {
+		ssize_t n = getrandom(hash_key_bytes + got, sizeof(hash_key_bytes) - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			break;	/* before Linux 3.17 only: the table still works, unkeyed */
+		}
+		got += (size_t)n;
+	}
+	keyed = 1;
 }
 
 /* Both counts share one entry per address, so relays are keyed exactly
@@ -58,7 +92,9 @@ struct iplimit_entry *
 iplimit_acquire_kind(enum iplimit_kind kind, const struct sockaddr_storage *addr, unsigned max)
 {
 	uint8_t key[16];
-	make_key(addr, key);
+	if (!keyed)
+		make_hash_key();
+	iplimit_key_of(addr, ipv6_prefix_bits, key);
 	size_t b = hash_key(key);
 	struct iplimit_entry *e;
 	for (e = buckets[b]; e != NULL; e = e->next)

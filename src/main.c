@@ -11,6 +11,7 @@
 #include "config.h"
 #include "conn.h"
 #include "listener.h"
+#include "iplimit.h"
 #include "log.h"
 #include "net.h"
 #include "relay.h"
@@ -176,6 +177,7 @@ cmd_serve(int argc, char **argv)
 	}
 	loop_io_add(server.loop, &signal_io, EPOLLIN);
 	loop_set_after_batch(server.loop, after_batch, NULL);
+	iplimit_configure(server.cfg.ipv6_prefix);
 	if (accesslog_open(server.cfg.access_log) < 0) {
 		fprintf(stderr, "%s: cannot open access log %s: %s\n", server.cfg.source,
 			server.cfg.access_log, strerror(errno));

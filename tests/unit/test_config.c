@@ -20,7 +20,7 @@
 
 #define LABEL "test.conf"
 #define KNOWN "(known: runtime-dir, access-log, peek-timeout, handoff-timeout, max-peeking, " \
-	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, listen, grant, route)"
+	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, ipv6-prefix, listen, grant, route)"
 #define LISTEN_USAGE "'listen ADDRESS:PORT tls|http [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]]'"
 #define ADDRESS_EXAMPLES "e.g. 127.0.0.1:8443, *:443 or [::1]:8443"
 #define PRINCIPAL_HINT "expected a user name, a numeric uid, @group, @GID or self"
@@ -92,6 +92,7 @@ test_defaults(void **state)
 	assert_int_equal(cfg.handoff_timeout_ms, 5000);
 	assert_int_equal(cfg.max_peeking, 4096);
 	assert_int_equal(cfg.max_per_ip, 64);
+	assert_int_equal(cfg.ipv6_prefix, 64);
 	assert_int_equal(cfg.max_pending, 256);
 	assert_int_equal(cfg.max_relays, 512);
 	assert_int_equal(cfg.max_relays_per_ip, 32);
@@ -214,6 +215,34 @@ test_durations(void **state)
 			 bad[i]);
 		expect_error(text, expected);
 	}
+}
+
+/* ipv6-prefix: 1..128 bits, once; errors name the file and line. */
+static void
+test_ipv6_prefix(void **state)
+{
+	static const char *const bad[] = { "0", "129", "-1", "/64", "64bits", "" };
+	char text[256], expected[256];
+	struct config cfg;
+
+	(void)state;
+	load_ok("ipv6-prefix 48\nlisten 127.0.0.1:1 tls\n", &cfg);
+	assert_int_equal(cfg.ipv6_prefix, 48);
+	config_free(&cfg);
+	load_ok("ipv6-prefix 128\nlisten 127.0.0.1:1 tls\n", &cfg);
+	assert_int_equal(cfg.ipv6_prefix, 128);
+	config_free(&cfg);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (bad[i][0] == '\0')
+			continue;
+		snprintf(text, sizeof(text), "listen 127.0.0.1:1 tls\nipv6-prefix %s\n", bad[i]);
+		snprintf(expected, sizeof(expected), LABEL ":2: ipv6-prefix: bad prefix length '%s' "
+			 "(expected 1..128 bits; 64 counts a whole /64 as one client)", bad[i]);
+		expect_error(text, expected);
+	}
+	expect_error("ipv6-prefix 64\nipv6-prefix 56\nlisten 127.0.0.1:1 tls\n",
+		     LABEL ":2: ipv6-prefix: already set on line 1");
+	expect_error("ipv6-prefix\nlisten 127.0.0.1:1 tls\n", LABEL ":1: ipv6-prefix: expected 'ipv6-prefix BITS'");
 }
 
 static void
@@ -934,6 +963,7 @@ main(void)
 		cmocka_unit_test(test_access_log_words),
 		cmocka_unit_test(test_durations),
 		cmocka_unit_test(test_counts),
+		cmocka_unit_test(test_ipv6_prefix),
 		cmocka_unit_test(test_address_forms),
 		cmocka_unit_test(test_bad_addresses),
 		cmocka_unit_test(test_bad_ports),
