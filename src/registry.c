@@ -1,0 +1,849 @@
+/* registry.c - discover upstreams in RUNDIR/upstreams, check their claims, notice at once when they end. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "conn.h"
+#include "hostname.h"
+#include "listener.h"
+#include "log.h"
+#include "route.h"
+#include "server.h"
+#include "upstream.h"
+#include "upstream_internal.h"
+#include "upstream_id.h"
+#include "wire.h"
+
+#define MAX_UPSTREAMS		4096	/* sockets registered at once */
+#define MAX_UPSTREAMS_PER_UID	256	/* so one user cannot take every slot */
+#define MAX_NAMES_PER_UPSTREAM	64
+#define MAX_NAMES_FILE		8192	/* bytes */
+#define MAX_REFUSED_REMEMBERED	1024	/* claims we already complained about */
+#define MAX_REFUSED_PER_UID	64	/* beyond: that uid's claims are ignored quietly */
+#define REFUSAL_LOG_WINDOW_MS	10000	/* refusal lines logged per window, at most */
+#define REFUSAL_LOG_BURST	20
+#define SCAN_BATCH		256	/* directory entries read per loop turn */
+#define SCAN_PER_UID		1024	/* entries of one owner looked at per rescan */
+#define SCAN_UIDS		64	/* owners counted per rescan; the rest share a slot */
+#define PROBE_INTERVAL_MS	500	/* liveness probe of every registered socket */
+
+/* A claim we refused: remembered so that its next events cost nothing. */
+struct refusal {
+	char *id;
+	uid_t uid;
+};
+
+/* A rescan in progress: the directory is read SCAN_BATCH entries per loop
+ * turn so that a huge directory never stalls the event loop. */
+struct rescan {
+	DIR *dir;			/* NULL: none running */
+	bool again;			/* requested while running: start over */
+	struct { uid_t uid; unsigned seen; } owners[SCAN_UIDS];
+	size_t n_owners;
+	struct loop_timer next;
+};
+
+static TAILQ_HEAD(, upstream) upstreams = TAILQ_HEAD_INITIALIZER(upstreams);
+static TAILQ_HEAD(, upstream) dead_upstreams = TAILQ_HEAD_INITIALIZER(dead_upstreams);
+static size_t n_upstreams;
+static struct loop_io inotify_io = { .fd = -1 };
+static int upstreams_fd = -1;		/* the directory, for *at() calls */
+static char upstreams_dir[PATH_MAX];
+static struct refusal refused[MAX_REFUSED_REMEMBERED];
+static size_t n_refused;
+static struct rescan rescan;
+static struct loop_timer probe_timer;
+static uint64_t refusal_window_start;
+static unsigned refusal_lines, refusals_unlogged;
+
+static struct upstream *
+find_upstream(const char *id)
+{
+	struct upstream *up;
+	TAILQ_FOREACH(up, &upstreams, link)
+		if (strcmp(up->id, id) == 0)
+			return up;
+	return NULL;
+}
+
+static size_t
+upstreams_of(uid_t uid)
+{
+	size_t n = 0;
+	struct upstream *up;
+	TAILQ_FOREACH(up, &upstreams, link)
+		n += up->uid == uid;
+	return n;
+}
+
+static bool
+already_refused(const char *id)
+{
+	for (size_t i = 0; i < n_refused; i++)
+		if (strcmp(refused[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+static size_t
+refusals_of(uid_t uid)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < n_refused; i++)
+		n += refused[i].uid == uid;
+	return n;
+}
+
+static void
+forget_refused(const char *id)
+{
+	for (size_t i = 0; i < n_refused; i++) {
+		if (strcmp(refused[i].id, id) == 0) {
+			free(refused[i].id);
+			refused[i] = refused[--n_refused];
+			return;
+		}
+	}
+}
+
+/* At most REFUSAL_LOG_BURST refusal lines per window; what was not logged
+ * is counted in the next line that is. */
+static bool
+refusal_log_allowed(void)
+{
+	uint64_t now = loop_now_ms();
+	if (now - refusal_window_start >= REFUSAL_LOG_WINDOW_MS) {
+		if (refusals_unlogged > 0)
+			log_warnx("%u more refused upstream claims were not logged", refusals_unlogged);
+		refusal_window_start = now;
+		refusal_lines = 0;
+		refusals_unlogged = 0;
+	}
+	if (refusal_lines >= REFUSAL_LOG_BURST) {
+		refusals_unlogged++;
+		return false;
+	}
+	refusal_lines++;
+	return true;
+}
+
+/* The status file is always RUNDIR/upstreams/ID.status: the daemon owns
+ * that directory, so no one can keep it from writing there. */
+static int
+status_name(char *buf, size_t size, const char *id)
+{
+	int n = snprintf(buf, size, "%s%s", id, WIRE_STATUS_SUFFIX);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* Tell the upstream (and `handoff run`) what became of its claim, in
+ * ID.status: "registered" or "refused: reason". Created afresh with
+ * O_EXCL|O_NOFOLLOW so that a file planted under that name by someone else
+ * is never written through. */
+static void
+write_status(const char *id, const char *text)
+{
+	char name[NAME_MAX + 1];
+	if (status_name(name, sizeof(name), id) < 0)
+		return;
+	unlinkat(upstreams_fd, name, 0);
+	int fd = openat(upstreams_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	size_t len = strlen(text);
+	if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1)
+		log_warn("cannot write %s/%s", upstreams_dir, name);
+	close(fd);
+}
+
+static void
+remove_status(const char *id)
+{
+	char name[NAME_MAX + 1];
+	if (status_name(name, sizeof(name), id) == 0)
+		unlinkat(upstreams_fd, name, 0);
+}
+
+/* ID.sock, ID.names in dir (the upstreams directory or ID/ in it). */
+static int
+file_name(char *buf, size_t size, const char *id, const char *suffix)
+{
+	int n = snprintf(buf, size, "%s%s", id, suffix);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* Delete what a process that is gone left behind. */
+static void
+remove_files(int dir_fd, const char *id, bool in_dir)
+{
+	char name[NAME_MAX + 1];
+	if (file_name(name, sizeof(name), id, WIRE_NAMES_SUFFIX) == 0)
+		unlinkat(dir_fd, name, 0);
+	if (file_name(name, sizeof(name), id, WIRE_SOCK_SUFFIX) == 0)
+		unlinkat(dir_fd, name, 0);
+	if (in_dir)
+		unlinkat(upstreams_fd, id, AT_REMOVEDIR);
+	remove_status(id);
+}
+
+/* A uid whose refusals fill its share, or the whole memory, gets no more
+ * complaints (log line, status file) until some of its files go: they
+ * would not be remembered, so each of its events would cost them again.
+ * Its valid claims are still registered. */
+static bool
+uid_silenced(uid_t uid)
+{
+	if (refusals_of(uid) < MAX_REFUSED_PER_UID && n_refused < MAX_REFUSED_REMEMBERED)
+		return false;
+	if (refusal_log_allowed())
+		log_warnx("ignoring upstream claims of uid %lu: too many refused claims remembered",
+			  (unsigned long)uid);
+	return true;
+}
+
+static void refuse(const char *id, uid_t uid, const char *fmt, ...) LOG_PRINTF(3, 4);
+
+/* Log why a claim was refused (rate-limited) and say so in its status
+ * file, once per upstream id. */
+static void
+refuse(const char *id, uid_t uid, const char *fmt, ...)
+{
+	if (already_refused(id) || uid_silenced(uid))
+		return;
+	char why[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	if (refusal_log_allowed())
+		log_warnx("refused upstream %s: %s", id, why);
+	char status[600];
+	snprintf(status, sizeof(status), "refused: %s", why);
+	write_status(id, status);
+	if (n_refused < MAX_REFUSED_REMEMBERED) {
+		char *copy = strdup(id);
+		if (copy != NULL)
+			refused[n_refused++] = (struct refusal){ .id = copy, .uid = uid };
+	}
+}
+
+/* Read and validate the names an upstream claims. Returns the count, or -1
+ * after refusing with a reason. */
+static int
+read_names(const char *id, uid_t uid, int fd, char ***names_out, int *protocol)
+{
+	char buf[MAX_NAMES_FILE + 1];
+	size_t len = 0;
+	ssize_t n;
+	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) > 0)
+		len += (size_t)n;
+	if (len > MAX_NAMES_FILE) {
+		refuse(id, uid, "names file larger than %d bytes", MAX_NAMES_FILE);
+		return -1;
+	}
+	buf[len] = '\0';
+	char **names = calloc(MAX_NAMES_PER_UPSTREAM, sizeof(*names));
+	if (names == NULL)
+		return -1;
+	int count = 0;
+	char *save = NULL;
+	for (char *line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
+		size_t l = strlen(line);
+		while (l > 0 && (line[l - 1] == '\r' || line[l - 1] == ' ' || line[l - 1] == '\t'))
+			line[--l] = '\0';
+		if (l == 0)
+			continue;
+		/* "protocol tls|http": only connections from listeners of that
+		 * protocol (a server with a TLS and a plain-HTTP listener
+		 * registers each with its own). Names never contain blanks. */
+		if (strncmp(line, WIRE_NAMES_PROTOCOL " ", sizeof(WIRE_NAMES_PROTOCOL)) == 0) {
+			const char *p = line + sizeof(WIRE_NAMES_PROTOCOL);
+			if (*protocol != 0 || (strcmp(p, "tls") != 0 && strcmp(p, "http") != 0)) {
+				refuse(id, uid, "bad or repeated line '%s' in names file", line);
+				goto fail;
+			}
+			*protocol = strcmp(p, "tls") == 0 ? LISTENER_TLS : LISTENER_HTTP;
+			continue;
+		}
+		char norm[256];
+		if (hostname_normalize_pattern(line, l, norm, sizeof(norm)) == 0) {
+			refuse(id, uid, "invalid name '%s' in names file", line);
+			goto fail;
+		}
+		if (count == MAX_NAMES_PER_UPSTREAM) {
+			refuse(id, uid, "more than %d names", MAX_NAMES_PER_UPSTREAM);
+			goto fail;
+		}
+		if ((names[count] = strdup(norm)) == NULL)
+			goto fail;
+		count++;
+	}
+	if (count == 0) {
+		refuse(id, uid, "names file lists no name");
+		goto fail;
+	}
+	*names_out = names;
+	return count;
+fail:
+	for (int i = 0; i < count; i++)
+		free(names[i]);
+	free(names);
+	return -1;
+}
+
+/* Connect fd to the very socket file that was checked: through its O_PATH
+ * descriptor, never by name again, so no rename between check and use
+ * can point the daemon at another socket. */
+static int
+connect_checked(int fd, int sock_file)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "/proc/self/fd/%d", sock_file);
+	return connect(fd, (struct sockaddr *)&sun, sizeof(sun));
+}
+
+/* The registration's directory: the upstreams directory itself, or the
+ * upstream's private directory ID/, which must belong to one user and be
+ * writable by no one else (so no one else can put or block files in it).
+ * Returns an fd to close unless it is upstreams_fd, or -1. */
+static int
+open_registration_dir(const char *id, bool in_dir, uid_t *dir_uid)
+{
+	if (!in_dir)
+		return upstreams_fd;
+	int fd = openat(upstreams_fd, id, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		close(fd);
+		return -1;
+	}
+	*dir_uid = st.st_uid;
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		refuse(id, st.st_uid, "directory %s/%s is writable by others than its owner",
+		       upstreams_dir, id);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* An upstream is ready once both ID.sock and ID.names exist. Every check is
+ * on what the kernel says (file type, owner) about the very objects then
+ * used, never on what the files say about themselves. */
+static void
+try_register(const char *id, bool in_dir)
+{
+	char sock_name[NAME_MAX + 1], names_name[NAME_MAX + 1];
+	struct stat sock_st, names_st;
+	char **names = NULL;
+	int count = 0, names_fd = -1, fd = -1, sock_file = -1, dir_fd = -1;
+	uid_t dir_uid = 0;
+
+	if (find_upstream(id) != NULL || already_refused(id))
+		return;
+	if (file_name(sock_name, sizeof(sock_name), id, WIRE_SOCK_SUFFIX) < 0 ||
+	    file_name(names_name, sizeof(names_name), id, WIRE_NAMES_SUFFIX) < 0)
+		return;
+	if ((dir_fd = open_registration_dir(id, in_dir, &dir_uid)) < 0)
+		return;
+	sock_file = openat(dir_fd, sock_name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+	if (sock_file < 0 || fstat(sock_file, &sock_st) < 0)
+		goto out;	/* not bound yet: its creation will bring us back */
+	if (!S_ISSOCK(sock_st.st_mode)) {
+		refuse(id, sock_st.st_uid, "%s is not a socket", sock_name);
+		goto out;
+	}
+	if (in_dir && sock_st.st_uid != dir_uid) {
+		refuse(id, sock_st.st_uid, "socket (uid %lu) and its directory (uid %lu) have different owners",
+		       (unsigned long)sock_st.st_uid, (unsigned long)dir_uid);
+		goto out;
+	}
+	names_fd = openat(dir_fd, names_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (names_fd < 0)
+		goto out;	/* not written yet */
+	if (fstat(names_fd, &names_st) < 0 || !S_ISREG(names_st.st_mode)) {
+		refuse(id, sock_st.st_uid, "%s is not a regular file", names_name);
+		goto out;
+	}
+	if (names_st.st_uid != sock_st.st_uid) {
+		refuse(id, sock_st.st_uid, "socket (uid %lu) and names file (uid %lu) have different owners",
+		       (unsigned long)sock_st.st_uid, (unsigned long)names_st.st_uid);
+		goto out;
+	}
+	int protocol = 0;
+	if ((count = read_names(id, sock_st.st_uid, names_fd, &names, &protocol)) < 0)
+		goto out;
+	for (int i = 0; i < count; i++) {
+		if (!config_may_claim(&server.cfg, names[i], sock_st.st_uid)) {
+			refuse(id, sock_st.st_uid, "uid %lu may not claim %s (no grant in the configuration)",
+			       (unsigned long)sock_st.st_uid, names[i]);
+			goto out;
+		}
+	}
+	if (upstreams_of(sock_st.st_uid) >= MAX_UPSTREAMS_PER_UID) {
+		refuse(id, sock_st.st_uid, "uid %lu has %d upstreams registered already",
+		       (unsigned long)sock_st.st_uid, MAX_UPSTREAMS_PER_UID);
+		goto out;
+	}
+	if (n_upstreams >= MAX_UPSTREAMS) {
+		if (refusal_log_allowed())
+			log_warnx("ignoring upstream %s: %d upstreams registered already", id, MAX_UPSTREAMS);
+		goto out;
+	}
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		log_warn("socket for upstream %s", id);
+		goto out;
+	}
+	if (connect_checked(fd, sock_file) < 0) {
+		if (errno == ECONNREFUSED) {
+			/* Nobody holds it: the process died without cleaning up. */
+			log_info("removing stale upstream %s (no process holds its socket)", id);
+			remove_files(dir_fd, id, in_dir);
+		} else {
+			log_warn("cannot connect to upstream %s", id);
+		}
+		goto out;
+	}
+
+	struct upstream *up = calloc(1, sizeof(*up));
+	if (up == NULL)
+		goto out;
+	snprintf(up->id, sizeof(up->id), "%s", id);
+	up->in_dir = in_dir;
+	up->target.ops = &upstream_target_ops;
+	snprintf(up->target.label, sizeof(up->target.label), "%s", id);
+	up->target.weight = 1;
+	up->target.only_protocol = protocol;
+	up->uid = sock_st.st_uid;
+	up->sock_file = sock_file;
+	sock_file = -1;
+	up->sock_dev = sock_st.st_dev;
+	up->sock_ino = sock_st.st_ino;
+	up->names_dev = names_st.st_dev;
+	up->names_ino = names_st.st_ino;
+	up->names = names;
+	up->n_names = (size_t)count;
+	names = NULL;
+	TAILQ_INIT(&up->waiting);
+	up->io.fd = fd;
+	up->io.cb = upstream_on_event;
+	fd = -1;
+	TAILQ_INSERT_TAIL(&upstreams, up, link);
+	n_upstreams++;
+	/* Watched for errors only until a full queue makes us wait for room. */
+	if (loop_io_add(server.loop, &up->io, 0) < 0) {
+		log_warn("cannot watch upstream %s", id);
+		upstream_drop(up, "internal error", false);
+		goto out;
+	}
+	char list[1024] = "";
+	size_t off = 0;
+	for (size_t i = 0; i < up->n_names; i++) {
+		if (route_attach(up->names[i], &up->target) < 0) {
+			upstream_drop(up, "out of memory", false);
+			goto out;
+		}
+		int n = snprintf(list + off, sizeof(list) - off, "%s%s", i ? "," : "", up->names[i]);
+		if (n > 0 && (size_t)n < sizeof(list) - off)
+			off += (size_t)n;
+	}
+	log_info("registered upstream %s names=%s uid=%lu%s", id, list, (unsigned long)up->uid,
+		 protocol == LISTENER_TLS ? " protocol=tls" : protocol == LISTENER_HTTP ? " protocol=http" : "");
+	write_status(id, "registered");
+out:
+	if (names != NULL) {
+		for (int i = 0; i < count; i++)
+			free(names[i]);
+		free(names);
+	}
+	if (names_fd >= 0)
+		close(names_fd);
+	if (fd >= 0)
+		close(fd);
+	if (sock_file >= 0)
+		close(sock_file);
+	if (dir_fd >= 0 && dir_fd != upstreams_fd)
+		close(dir_fd);
+}
+
+void
+upstream_drop(struct upstream *up, const char *why, bool remove)
+{
+	if (up->dead)
+		return;
+	up->dead = true;
+	log_info("dropped upstream %s (%s)", up->id, why);
+	for (size_t i = 0; i < up->n_names; i++)
+		route_detach(up->names[i], &up->target);
+	loop_io_del(server.loop, &up->io);
+	close(up->io.fd);
+	up->io.fd = -1;
+	remove_status(up->id);
+	if (remove) {
+		uid_t ignored;
+		int dir_fd = open_registration_dir(up->id, up->in_dir, &ignored);
+		if (dir_fd >= 0) {
+			remove_files(dir_fd, up->id, up->in_dir);
+			if (dir_fd != upstreams_fd)
+				close(dir_fd);
+		}
+	}
+	close(up->sock_file);
+	up->sock_file = -1;
+	TAILQ_REMOVE(&upstreams, up, link);
+	n_upstreams--;
+	TAILQ_INSERT_TAIL(&dead_upstreams, up, link);
+	struct conn *c;
+	while ((c = TAILQ_FIRST(&up->waiting)) != NULL) {
+		upstream_unqueue(c);
+		route_dispatch(c);
+	}
+}
+
+static void
+free_upstream(struct upstream *up)
+{
+	for (size_t i = 0; i < up->n_names; i++)
+		free(up->names[i]);
+	free(up->names);
+	free(up);
+}
+
+void
+upstreams_reap(void)
+{
+	struct upstream *up;
+	while ((up = TAILQ_FIRST(&dead_upstreams)) != NULL) {
+		TAILQ_REMOVE(&dead_upstreams, up, link);
+		free_upstream(up);
+	}
+}
+
+/*
+ * Liveness. The kernel reports nothing on a connected AF_UNIX datagram
+ * socket when the last holder of the receiving socket closes it (no
+ * EPOLLHUP, no EPOLLERR, SO_ERROR stays 0), so without a probe a dead
+ * upstream would stay routed until a send to it fails. Every
+ * PROBE_INTERVAL_MS each registered socket is connect()ed again through
+ * its O_PATH descriptor: the kernel refuses (ECONNREFUSED) exactly when no
+ * process holds the socket bound to that file any more, whatever forked
+ * workers or exec()ed successors share it, so a live upstream is never
+ * taken for dead. One system call per upstream and probe.
+ */
+static void
+on_probe_timer(struct loop_timer *timer)
+{
+	struct upstream *up, *next;
+	for (up = TAILQ_FIRST(&upstreams); up != NULL; up = next) {
+		next = TAILQ_NEXT(up, link);
+		if (connect_checked(up->io.fd, up->sock_file) < 0 && errno == ECONNREFUSED)
+			upstream_drop(up, "no process holds its socket any more", true);
+	}
+	loop_timer_arm(server.loop, timer, PROBE_INTERVAL_MS);
+}
+
+/* A file of a registered upstream was created or renamed over: if either
+ * is no longer the object registered, the registration ends and the claim
+ * is examined afresh. */
+static void
+recheck_registration(struct upstream *up)
+{
+	char sock_name[NAME_MAX + 1], names_name[NAME_MAX + 1];
+	struct stat st;
+	if (file_name(sock_name, sizeof(sock_name), up->id, WIRE_SOCK_SUFFIX) < 0 ||
+	    file_name(names_name, sizeof(names_name), up->id, WIRE_NAMES_SUFFIX) < 0)
+		return;
+	bool same = fstatat(upstreams_fd, sock_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_dev == up->sock_dev && st.st_ino == up->sock_ino &&
+		    fstatat(upstreams_fd, names_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    st.st_dev == up->names_dev && st.st_ino == up->names_ino;
+	if (same)
+		return;
+	char id[NAME_MAX + 1];
+	snprintf(id, sizeof(id), "%s", up->id);
+	upstream_drop(up, "its files were replaced", false);
+	try_register(id, false);
+}
+
+/* "ID.sock" / "ID.names" -> "ID"; other files, and ids upstream_id_accept refuses, are not ours. */
+static bool
+id_of(const char *file, char *id, size_t idsize, bool *is_names)
+{
+	size_t len = strlen(file);
+	const char *suffixes[] = { WIRE_SOCK_SUFFIX, WIRE_NAMES_SUFFIX };
+	for (int i = 0; i < 2; i++) {
+		size_t sl = strlen(suffixes[i]);
+		if (len > sl && len - sl < idsize && strcmp(file + len - sl, suffixes[i]) == 0) {
+			memcpy(id, file, len - sl);
+			id[len - sl] = '\0';
+			*is_names = i == 1;
+			return upstream_id_accept(id);
+		}
+	}
+	return false;
+}
+
+/* A private directory ID/ (names starting with '.' are directories still
+ * being filled, before their rename into place). */
+static bool
+is_dir_id(const char *name)
+{
+	return name[0] != '.' && strlen(name) <= NAME_MAX - sizeof(WIRE_STATUS_SUFFIX) &&
+	       upstream_id_accept(name);
+}
+
+/* Count an entry against its owner's share of this rescan. */
+static bool
+rescan_within_quota(uid_t uid)
+{
+	size_t i;
+	for (i = 0; i < rescan.n_owners; i++)
+		if (rescan.owners[i].uid == uid)
+			break;
+	if (i == rescan.n_owners) {
+		if (rescan.n_owners == SCAN_UIDS)
+			i = SCAN_UIDS - 1;	/* the rest share the last slot */
+		else
+			rescan.owners[rescan.n_owners++] = (__typeof__(rescan.owners[0])){ .uid = uid };
+	}
+	if (rescan.owners[i].seen == SCAN_PER_UID) {
+		if (refusal_log_allowed())
+			log_warnx("rescan of %s: skipping further files of uid %lu (more than %d)",
+				  upstreams_dir, (unsigned long)uid, SCAN_PER_UID);
+	}
+	return ++rescan.owners[i].seen <= SCAN_PER_UID;
+}
+
+static void
+scan_entry(const struct dirent *de)
+{
+	char id[NAME_MAX + 1];
+	bool is_names, in_dir;
+	if (id_of(de->d_name, id, sizeof(id), &is_names)) {
+		if (!is_names)
+			return;		/* its names file brings it here */
+		in_dir = false;
+	} else if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) {
+		if (!is_dir_id(de->d_name) || strcmp(de->d_name, "..") == 0)
+			return;
+		snprintf(id, sizeof(id), "%s", de->d_name);
+		in_dir = true;
+	} else {
+		return;
+	}
+	struct stat st;
+	if (fstatat(upstreams_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+	    (in_dir && !S_ISDIR(st.st_mode)) || !rescan_within_quota(st.st_uid))
+		return;
+	if (find_upstream(id) == NULL)
+		try_register(id, in_dir);
+}
+
+static void start_rescan(void);
+
+/* One turn of a rescan: SCAN_BATCH entries, then back to the loop. */
+static void
+on_rescan_timer(struct loop_timer *timer)
+{
+	for (int i = 0; i < SCAN_BATCH; i++) {
+		errno = 0;
+		struct dirent *de = readdir(rescan.dir);
+		if (de == NULL) {
+			if (errno != 0)
+				log_warn("cannot read %s", upstreams_dir);
+			closedir(rescan.dir);
+			rescan.dir = NULL;
+			if (rescan.again) {
+				rescan.again = false;
+				start_rescan();
+			}
+			return;
+		}
+		scan_entry(de);
+	}
+	loop_timer_arm(server.loop, timer, 0);
+}
+
+/* Look at every entry (at start, and after the inotify queue overflowed).
+ * A request during a rescan starts another once it is done. */
+static void
+start_rescan(void)
+{
+	if (rescan.dir != NULL) {
+		rescan.again = true;
+		return;
+	}
+	int fd = openat(upstreams_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || (rescan.dir = fdopendir(fd)) == NULL) {
+		log_warn("cannot read %s", upstreams_dir);
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rescan.n_owners = 0;
+	rescan.next.cb = on_rescan_timer;
+	loop_timer_arm(server.loop, &rescan.next, 0);
+}
+
+static void
+on_inotify(struct loop_io *io, uint32_t revents)
+{
+	(void)revents;
+	union {
+		char buf[16384];
+		struct inotify_event align;
+	} u;
+	for (int rounds = 0; rounds < 16; rounds++) {
+		ssize_t n = read(io->fd, u.buf, sizeof(u.buf));
+		if (n <= 0)
+			return;
+		for (char *p = u.buf; p < u.buf + n;) {
+			const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
+			p += sizeof(*ev) + ev->len;
+			if (ev->mask & IN_Q_OVERFLOW) {
+				start_rescan();
+				continue;
+			}
+			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
+				log_warnx("%s was removed: upstreams can no longer register; restart the daemon",
+					  upstreams_dir);
+				continue;
+			}
+			char id[NAME_MAX + 1];
+			bool is_names = false, in_dir = (ev->mask & IN_ISDIR) != 0;
+			if (ev->len == 0)
+				continue;
+			if (in_dir) {
+				if (!is_dir_id(ev->name))
+					continue;
+				snprintf(id, sizeof(id), "%s", ev->name);
+			} else if (!id_of(ev->name, id, sizeof(id), &is_names)) {
+				continue;
+			}
+			struct upstream *up = find_upstream(id);
+			if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
+				forget_refused(id);
+				remove_status(id);
+				if (up != NULL)
+					upstream_drop(up, "its files were removed", false);
+			} else if (up != NULL && !in_dir && !up->in_dir &&
+				   (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
+				recheck_registration(up);
+			} else if (in_dir ? (ev->mask & IN_MOVED_TO) != 0
+					  : (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) != 0) {
+				try_register(id, in_dir);
+			}
+		}
+	}
+}
+
+static int
+make_dir(const char *path, mode_t mode, char *err, size_t errlen)
+{
+	struct stat st;
+	if (mkdir(path, mode) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create runtime directory %s: %s (set runtime-dir to a writable place)",
+			 path, strerror(errno));
+		return -1;
+	}
+	if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errlen, "%s is not a directory (remove it or set runtime-dir)", path);
+		return -1;
+	}
+	if (st.st_uid != geteuid()) {
+		snprintf(err, errlen, "%s belongs to uid %lu, not to the daemon's uid %lu (remove it or set runtime-dir)",
+			 path, (unsigned long)st.st_uid, (unsigned long)geteuid());
+		return -1;
+	}
+	/* mkdir applied the umask; the modes are part of the trust model. */
+	if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0) {
+		snprintf(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+upstreams_init(char *err, size_t errlen)
+{
+	const char *rundir = server.cfg.runtime_dir;
+	int n = snprintf(upstreams_dir, sizeof(upstreams_dir), "%s/%s", rundir, WIRE_DIR_UPSTREAMS);
+	if (n < 0 || (size_t)n >= sizeof(upstreams_dir)) {
+		snprintf(err, errlen, "runtime directory path too long: %s", rundir);
+		return -1;
+	}
+	/* The runtime directory is ours, readable by all; upstreams/ is
+	 * world-writable and sticky like /tmp: anyone may offer a socket, only
+	 * its owner may remove it, and the grants decide what it may claim. */
+	if (make_dir(rundir, 0755, err, errlen) < 0 || make_dir(upstreams_dir, 01777, err, errlen) < 0)
+		return -1;
+	upstreams_fd = open(upstreams_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (upstreams_fd < 0) {
+		snprintf(err, errlen, "cannot open %s: %s", upstreams_dir, strerror(errno));
+		return -1;
+	}
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (fd < 0 || inotify_add_watch(fd, upstreams_dir,
+					IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE | IN_DELETE | IN_MOVED_FROM |
+					IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR) < 0) {
+		snprintf(err, errlen, "cannot watch %s with inotify: %s", upstreams_dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	inotify_io.fd = fd;
+	inotify_io.cb = on_inotify;
+	if (loop_io_add(server.loop, &inotify_io, EPOLLIN) < 0) {
+		snprintf(err, errlen, "epoll: %s", strerror(errno));
+		close(fd);
+		inotify_io.fd = -1;
+		return -1;
+	}
+	probe_timer.cb = on_probe_timer;
+	loop_timer_arm(server.loop, &probe_timer, PROBE_INTERVAL_MS);
+	start_rescan();
+	return 0;
+}
+
+void
+upstreams_close(void)
+{
+	struct upstream *up;
+	while ((up = TAILQ_FIRST(&upstreams)) != NULL)
+		upstream_drop(up, "daemon stopping", false);
+	upstreams_reap();
+	loop_timer_cancel(server.loop, &probe_timer);
+	loop_timer_cancel(server.loop, &rescan.next);
+	if (rescan.dir != NULL) {
+		closedir(rescan.dir);
+		rescan.dir = NULL;
+	}
+	if (inotify_io.fd >= 0) {
+		loop_io_del(server.loop, &inotify_io);
+		close(inotify_io.fd);
+		inotify_io.fd = -1;
+	}
+	if (upstreams_fd >= 0) {
+		close(upstreams_fd);
+		upstreams_fd = -1;
+	}
+	for (size_t i = 0; i < n_refused; i++)
+		free(refused[i].id);
+	n_refused = 0;
+}
