@@ -52,6 +52,7 @@ struct registration {
 	uid_t daemon_uid;		/* owner of the runtime directory */
 	char sock_path[SOCK_PATH_CAP];
 	char names_path[FILE_PATH_CAP];
+	char dir_path[FILE_PATH_CAP];	/* RUNDIR/upstreams/ID */
 };
 
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -295,36 +296,23 @@ static int write_all(int fd, const char *data, size_t len)
 	return 0;
 }
 
-/*
- * Publish the names: write them under a temporary name and rename, so the
- * daemon, which watches for the final name to appear, never reads a partial
- * file. 0644 whatever the umask: the daemon may run as another user.
- */
-static int publish_names(const char *tmp_path, const char *final_path,
-			 const char *body, size_t len)
+/* Write the names file in the private directory, 0644 whatever the umask:
+ * the daemon may run as another user. No one else can write there, and the
+ * daemon looks only once the directory is renamed into place. */
+static int write_names(const char *path, const char *body, size_t len)
 {
-	int fd = open(tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
 	int saved;
 
 	if (fd < 0)
 		return -1;
-	if (fchmod(fd, 0644) < 0 || write_all(fd, body, len) < 0)
-		goto fail;
-	if (close(fd) < 0) {
-		fd = -1;
-		goto fail;
-	}
-	fd = -1;
-	if (rename(tmp_path, final_path) < 0)
-		goto fail;
-	return 0;
-fail:
-	saved = errno;
-	if (fd >= 0)
+	if (fchmod(fd, 0644) < 0 || write_all(fd, body, len) < 0) {
+		saved = errno;
 		close(fd);
-	unlink(tmp_path);
-	errno = saved;
-	return -1;
+		errno = saved;
+		return -1;
+	}
+	return close(fd);
 }
 
 HANDOFF_API int handoff_runtime_dir(char *buf, size_t bufsize)
@@ -354,13 +342,13 @@ HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *con
 					size_t n_names, enum handoff_protocol protocol, int flags)
 {
 	char dir[PATH_MAX], upstreams[PATH_MAX], id[64];
-	char tmp_path[FILE_PATH_CAP];
+	char tmp_dir[FILE_PATH_CAP], tmp_sock[SOCK_PATH_CAP], tmp_names[FILE_PATH_CAP];
 	struct registration reg = { .fd = -1 };
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct stat st;
 	char *body;
 	size_t body_len;
-	bool bound = false, registered = false;
+	bool made_dir = false, bound = false, named = false, published = false, registered = false;
 	int one = 1, rcvbuf = RECEIVE_BUFFER_BYTES, saved;
 
 	if (flags & ~(HANDOFF_NONBLOCK | HANDOFF_CLOEXEC)) {
@@ -377,13 +365,22 @@ HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *con
 	} else if (handoff_runtime_dir(dir, sizeof(dir)) < 0) {
 		goto fail;
 	}
+	/*
+	 * Everything is prepared in a private directory .ID (mode 0755, ours:
+	 * no one else can create or block a file in it), then renamed to ID
+	 * in one step. ID is unguessable until then, so no other user can
+	 * take the name first, and the daemon sees a complete registration.
+	 */
 	if (format_path(upstreams, sizeof(upstreams), "%s/%s", dir, WIRE_DIR_UPSTREAMS) < 0 ||
 	    make_id(id, sizeof(id)) < 0 ||
+	    format_path(reg.dir_path, sizeof(reg.dir_path), "%s/%s", upstreams, id) < 0 ||
 	    format_path(reg.sock_path, sizeof(reg.sock_path), "%s/%s%s",
-			upstreams, id, WIRE_SOCK_SUFFIX) < 0 ||
+			reg.dir_path, id, WIRE_SOCK_SUFFIX) < 0 ||
 	    format_path(reg.names_path, sizeof(reg.names_path), "%s/%s%s",
-			upstreams, id, WIRE_NAMES_SUFFIX) < 0 ||
-	    format_path(tmp_path, sizeof(tmp_path), "%s.tmp", reg.names_path) < 0)
+			reg.dir_path, id, WIRE_NAMES_SUFFIX) < 0 ||
+	    format_path(tmp_dir, sizeof(tmp_dir), "%s/.%s", upstreams, id) < 0 ||
+	    format_path(tmp_sock, sizeof(tmp_sock), "%s/%s%s", tmp_dir, id, WIRE_SOCK_SUFFIX) < 0 ||
+	    format_path(tmp_names, sizeof(tmp_names), "%s/%s%s", tmp_dir, id, WIRE_NAMES_SUFFIX) < 0)
 		goto fail;
 
 	/* The daemon creates both directories; missing ones mean it never ran
@@ -392,6 +389,12 @@ HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *con
 		goto fail;
 	reg.daemon_uid = st.st_uid;
 	if (require_directory(upstreams, &st) < 0)
+		goto fail;
+
+	if (mkdir(tmp_dir, 0755) < 0)
+		goto fail;
+	made_dir = true;
+	if (chmod(tmp_dir, 0755) < 0)	/* whatever the umask: the daemon reads it */
 		goto fail;
 
 	reg.fd = socket(AF_UNIX, SOCK_DGRAM | (flags & (SOCK_NONBLOCK | SOCK_CLOEXEC)), 0);
@@ -404,13 +407,13 @@ HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *con
 	/* Only a hint; the kernel caps it at net.core.rmem_max. */
 	setsockopt(reg.fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
 
-	memcpy(sun.sun_path, reg.sock_path, strlen(reg.sock_path) + 1);
+	memcpy(sun.sun_path, tmp_sock, strlen(tmp_sock) + 1);
 	if (bind(reg.fd, (struct sockaddr *)&sun, sizeof(sun)) < 0)
 		goto fail;
 	bound = true;
 	/* Anyone may send (the daemon may be another user); messages are
 	 * authenticated by their credentials, not by who could connect. */
-	if (chmod(reg.sock_path, 0666) < 0)
+	if (chmod(tmp_sock, 0666) < 0)
 		goto fail;
 
 	if (fstat(reg.fd, &st) < 0)
@@ -422,8 +425,12 @@ HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *con
 		goto fail;
 	registered = true;
 
-	if (publish_names(tmp_path, reg.names_path, body, body_len) < 0)
+	if (write_names(tmp_names, body, body_len) < 0)
 		goto fail;
+	named = true;
+	if (rename(tmp_dir, reg.dir_path) < 0)
+		goto fail;
+	published = true;
 	free(body);
 	return reg.fd;
 
@@ -436,8 +443,14 @@ fail:
 			registry_remove_locked(r);
 		pthread_mutex_unlock(&registry_lock);
 	}
-	if (bound)
-		unlink(reg.sock_path);
+	if (!published) {
+		if (named)
+			unlink(tmp_names);
+		if (bound)
+			unlink(tmp_sock);
+		if (made_dir)
+			rmdir(tmp_dir);
+	}
 	if (reg.fd >= 0)
 		close(reg.fd);
 	free(body);
@@ -661,7 +674,7 @@ HANDOFF_API int handoff_close(int fd)
 	if (fstat(fd, &st) == 0) {
 		struct registration *r;
 		bool remove_files = false;
-		char sock_path[SOCK_PATH_CAP], names_path[FILE_PATH_CAP];
+		char sock_path[SOCK_PATH_CAP], names_path[FILE_PATH_CAP], dir_path[FILE_PATH_CAP];
 
 		pthread_mutex_lock(&registry_lock);
 		r = registry_find_locked(fd, &st);
@@ -669,14 +682,16 @@ HANDOFF_API int handoff_close(int fd)
 			remove_files = r->owner_pid == getpid();
 			memcpy(sock_path, r->sock_path, sizeof(sock_path));
 			memcpy(names_path, r->names_path, sizeof(names_path));
+			memcpy(dir_path, r->dir_path, sizeof(dir_path));
 			registry_remove_locked(r);
 		}
 		pthread_mutex_unlock(&registry_lock);
-		/* Names first: the daemon withdraws the routes when the names
-		 * file goes, before the socket stops existing. */
+		/* The daemon withdraws the routes when the directory goes,
+		 * before the socket stops existing. */
 		if (remove_files) {
 			unlink(names_path);
 			unlink(sock_path);
+			rmdir(dir_path);
 		}
 	}
 	return close(fd);

@@ -226,8 +226,12 @@ int fresh_tcp_socket(int family)
 	return socket(family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
 }
 
-/* The uid whose messages the receiver fd accepts: the owner of the runtime
- * directory holding its socket (RUNDIR/upstreams/ID.sock). */
+/* The uid whose messages the receiver fd accepts: the daemon's, which owns
+ * both the runtime directory and RUNDIR/upstreams. The socket was bound as
+ * RUNDIR/upstreams/.ID/ID.sock (libhandoff's private directory, renamed
+ * to ID afterwards; the bound address keeps the old name), or by older
+ * versions as RUNDIR/upstreams/ID.sock: two levels up is always one of the
+ * two directories. */
 int receiver_daemon_uid(int fd, uid_t *uid)
 {
 	struct sockaddr_un sun;

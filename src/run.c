@@ -642,8 +642,20 @@ id_of(const char *file, const char *suffix, char *id)
 	return true;
 }
 
-/* Read a small file in the upstreams directory into buf (NUL-terminated).
- * Returns the length or -1. Sets *owner. */
+/* A registration's directory ID/ (".ID" is one still being filled). */
+static bool
+dir_id(const char *name, bool is_dir, char *id)
+{
+	if (!is_dir || name[0] == '.' || strlen(name) >= ID_MAX)
+		return false;
+	strcpy(id, name);
+	return true;
+}
+
+/* Read a small file in the upstreams directory into buf (NUL-terminated):
+ * ID.status there, ID.names in the registration's directory ID/ (or
+ * directly there, as older libhandoff wrote it). Returns the length or -1.
+ * Sets *owner. */
 static ssize_t
 read_upstream_file(const struct watch *w, const char *id, const char *suffix,
 		   char *buf, size_t size, uid_t *owner)
@@ -653,9 +665,12 @@ read_upstream_file(const struct watch *w, const char *id, const char *suffix,
 	ssize_t n, total = 0;
 	int fd;
 
-	if (snprintf(path, sizeof(path), "%s/%s%s", w->upstreams, id, suffix) >= (int)sizeof(path))
-		return -1;
-	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	fd = -1;
+	if (strcmp(suffix, WIRE_NAMES_SUFFIX) == 0 &&
+	    snprintf(path, sizeof(path), "%s/%s/%s%s", w->upstreams, id, id, suffix) < (int)sizeof(path))
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0 && snprintf(path, sizeof(path), "%s/%s%s", w->upstreams, id, suffix) < (int)sizeof(path))
+		fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
@@ -797,7 +812,7 @@ scan_upstreams(struct watch *w, bool at_start)
 	if (dir == NULL)
 		return;
 	while ((e = readdir(dir)) != NULL) {
-		if (!id_of(e->d_name, WIRE_NAMES_SUFFIX, id))
+		if (!id_of(e->d_name, WIRE_NAMES_SUFFIX, id) && !dir_id(e->d_name, e->d_type == DT_DIR, id))
 			continue;
 		if (!at_start) {
 			check_names(w, id);
@@ -828,6 +843,8 @@ read_inotify(struct watch *w, int fd)
 
 			if (ev->mask & IN_Q_OVERFLOW)
 				scan_upstreams(w, false);
+			else if (ev->len > 0 && dir_id(ev->name, ev->mask & IN_ISDIR, id))
+				check_names(w, id);
 			else if (ev->len > 0 && id_of(ev->name, WIRE_NAMES_SUFFIX, id))
 				check_names(w, id);
 			else if (ev->len > 0 && id_of(ev->name, WIRE_STATUS_SUFFIX, id))
