@@ -737,13 +737,16 @@ on_inotify(struct loop_io *io, uint32_t revents)
 				continue;
 			}
 			struct upstream *up = find_upstream(id);
+			/* Files named like a registration of the other layout are
+			 * not its files (anyone may create ID.names beside ID/). */
+			if (up != NULL && up->in_dir != in_dir)
+				continue;
 			if (ev->mask & (IN_DELETE | IN_MOVED_FROM)) {
 				forget_refused(id);
 				remove_status(id);
 				if (up != NULL)
 					upstream_drop(up, "its files were removed", false);
-			} else if (up != NULL && !in_dir && !up->in_dir &&
-				   (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
+			} else if (up != NULL && !in_dir && (ev->mask & (IN_CREATE | IN_MOVED_TO))) {
 				recheck_registration(up);
 			} else if (in_dir ? (ev->mask & IN_MOVED_TO) != 0
 					  : (ev->mask & (IN_CREATE | IN_MOVED_TO | IN_CLOSE_WRITE)) != 0) {
