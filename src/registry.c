@@ -24,6 +24,7 @@
 #include "server.h"
 #include "upstream.h"
 #include "upstream_internal.h"
+#include "registry.h"
 #include "upstream_id.h"
 #include "wire.h"
 
@@ -31,20 +32,10 @@
 #define MAX_UPSTREAMS_PER_UID	256	/* so one user cannot take every slot */
 #define MAX_NAMES_PER_UPSTREAM	64
 #define MAX_NAMES_FILE		8192	/* bytes */
-#define MAX_REFUSED_REMEMBERED	1024	/* claims we already complained about */
-#define MAX_REFUSED_PER_UID	64	/* beyond: that uid's claims are ignored quietly */
-#define REFUSAL_LOG_WINDOW_MS	10000	/* refusal lines logged per window, at most */
-#define REFUSAL_LOG_BURST	20
 #define SCAN_BATCH		256	/* directory entries read per loop turn */
 #define SCAN_PER_UID		1024	/* entries of one owner looked at per rescan */
 #define SCAN_UIDS		64	/* owners counted per rescan; the rest share a slot */
 #define PROBE_INTERVAL_MS	500	/* liveness probe of every registered socket */
-
-/* A claim we refused: remembered so that its next events cost nothing. */
-struct refusal {
-	char *id;
-	uid_t uid;
-};
 
 /* A rescan in progress: the directory is read SCAN_BATCH entries per loop
  * turn so that a huge directory never stalls the event loop. */
@@ -60,14 +51,10 @@ static TAILQ_HEAD(, upstream) upstreams = TAILQ_HEAD_INITIALIZER(upstreams);
 static TAILQ_HEAD(, upstream) dead_upstreams = TAILQ_HEAD_INITIALIZER(dead_upstreams);
 static size_t n_upstreams;
 static struct loop_io inotify_io = { .fd = -1 };
-static int upstreams_fd = -1;		/* the directory, for *at() calls */
-static char upstreams_dir[PATH_MAX];
-static struct refusal refused[MAX_REFUSED_REMEMBERED];
-static size_t n_refused;
+int upstreams_fd = -1;
+char upstreams_dir[PATH_MAX];
 static struct rescan rescan;
 static struct loop_timer probe_timer;
-static uint64_t refusal_window_start;
-static unsigned refusal_lines, refusals_unlogged;
 
 static struct upstream *
 find_upstream(const char *id)
@@ -87,94 +74,6 @@ upstreams_of(uid_t uid)
 	TAILQ_FOREACH(up, &upstreams, link)
 		n += up->uid == uid;
 	return n;
-}
-
-static bool
-already_refused(const char *id)
-{
-	for (size_t i = 0; i < n_refused; i++)
-		if (strcmp(refused[i].id, id) == 0)
-			return true;
-	return false;
-}
-
-static size_t
-refusals_of(uid_t uid)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < n_refused; i++)
-		n += refused[i].uid == uid;
-	return n;
-}
-
-static void
-forget_refused(const char *id)
-{
-	for (size_t i = 0; i < n_refused; i++) {
-		if (strcmp(refused[i].id, id) == 0) {
-			free(refused[i].id);
-			refused[i] = refused[--n_refused];
-			return;
-		}
-	}
-}
-
-/* At most REFUSAL_LOG_BURST refusal lines per window; what was not logged
- * is counted in the next line that is. */
-static bool
-refusal_log_allowed(void)
-{
-	uint64_t now = loop_now_ms();
-	if (now - refusal_window_start >= REFUSAL_LOG_WINDOW_MS) {
-		if (refusals_unlogged > 0)
-			log_warnx("%u more refused upstream claims were not logged", refusals_unlogged);
-		refusal_window_start = now;
-		refusal_lines = 0;
-		refusals_unlogged = 0;
-	}
-	if (refusal_lines >= REFUSAL_LOG_BURST) {
-		refusals_unlogged++;
-		return false;
-	}
-	refusal_lines++;
-	return true;
-}
-
-/* The status file is always RUNDIR/upstreams/ID.status: the daemon owns
- * that directory, so no one can keep it from writing there. */
-static int
-status_name(char *buf, size_t size, const char *id)
-{
-	int n = snprintf(buf, size, "%s%s", id, WIRE_STATUS_SUFFIX);
-	return n < 0 || (size_t)n >= size ? -1 : 0;
-}
-
-/* Tell the upstream (and `handoff run`) what became of its claim, in
- * ID.status: "registered" or "refused: reason". Created afresh with
- * O_EXCL|O_NOFOLLOW so that a file planted under that name by someone else
- * is never written through. */
-static void
-write_status(const char *id, const char *text)
-{
-	char name[NAME_MAX + 1];
-	if (status_name(name, sizeof(name), id) < 0)
-		return;
-	unlinkat(upstreams_fd, name, 0);
-	int fd = openat(upstreams_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return;
-	size_t len = strlen(text);
-	if (write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1)
-		log_warn("cannot write %s/%s", upstreams_dir, name);
-	close(fd);
-}
-
-static void
-remove_status(const char *id)
-{
-	char name[NAME_MAX + 1];
-	if (status_name(name, sizeof(name), id) == 0)
-		unlinkat(upstreams_fd, name, 0);
 }
 
 /* ID.sock, ID.names in dir (the upstreams directory or ID/ in it). */
@@ -197,47 +96,6 @@ remove_files(int dir_fd, const char *id, bool in_dir)
 	if (in_dir)
 		unlinkat(upstreams_fd, id, AT_REMOVEDIR);
 	remove_status(id);
-}
-
-/* A uid whose refusals fill its share, or the whole memory, gets no more
- * complaints (log line, status file) until some of its files go: they
- * would not be remembered, so each of its events would cost them again.
- * Its valid claims are still registered. */
-static bool
-uid_silenced(uid_t uid)
-{
-	if (refusals_of(uid) < MAX_REFUSED_PER_UID && n_refused < MAX_REFUSED_REMEMBERED)
-		return false;
-	if (refusal_log_allowed())
-		log_warnx("ignoring upstream claims of uid %lu: too many refused claims remembered",
-			  (unsigned long)uid);
-	return true;
-}
-
-static void refuse(const char *id, uid_t uid, const char *fmt, ...) LOG_PRINTF(3, 4);
-
-/* Log why a claim was refused (rate-limited) and say so in its status
- * file, once per upstream id. */
-static void
-refuse(const char *id, uid_t uid, const char *fmt, ...)
-{
-	if (already_refused(id) || uid_silenced(uid))
-		return;
-	char why[512];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(why, sizeof(why), fmt, ap);
-	va_end(ap);
-	if (refusal_log_allowed())
-		log_warnx("refused upstream %s: %s", id, why);
-	char status[600];
-	snprintf(status, sizeof(status), "refused: %s", why);
-	write_status(id, status);
-	if (n_refused < MAX_REFUSED_REMEMBERED) {
-		char *copy = strdup(id);
-		if (copy != NULL)
-			refused[n_refused++] = (struct refusal){ .id = copy, .uid = uid };
-	}
 }
 
 /* Read and validate the names an upstream claims. Returns the count, or -1
@@ -846,7 +704,5 @@ upstreams_close(void)
 		close(upstreams_fd);
 		upstreams_fd = -1;
 	}
-	for (size_t i = 0; i < n_refused; i++)
-		free(refused[i].id);
-	n_refused = 0;
+	forget_all_refused();
 }

@@ -1,0 +1,28 @@
+/* registry.h - what registration (registry.c) shares with its refusal bookkeeping (registry_refusal.c). */
+#ifndef HANDOFF_REGISTRY_H
+#define HANDOFF_REGISTRY_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "log.h"
+
+extern int upstreams_fd;		/* RUNDIR/upstreams, for *at() calls */
+extern char upstreams_dir[PATH_MAX];
+
+/* ID.status: "registered" or "refused: why", written afresh. */
+void write_status(const char *id, const char *text);
+void remove_status(const char *id);
+
+/* Refuse a claim of uid: logged (rate-limited), answered in ID.status and
+ * remembered, once per id. */
+void refuse(const char *id, uid_t uid, const char *fmt, ...) LOG_PRINTF(3, 4);
+bool already_refused(const char *id);
+void forget_refused(const char *id);
+void forget_all_refused(void);
+
+/* May one more refusal-type line be logged now? Counts those that may not. */
+bool refusal_log_allowed(void);
+
+#endif
