@@ -53,6 +53,27 @@ static int setup(void **state)
 	return 0;
 }
 
+/* A file, or a registration directory and the files in it. */
+static void remove_tree(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	char inner[640];
+
+	if (!d) {
+		unlink(path);
+		return;
+	}
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (snprintf(inner, sizeof(inner), "%s/%s", path, e->d_name) < (int)sizeof(inner))
+			unlink(inner);
+	}
+	closedir(d);
+	rmdir(path);
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
@@ -61,10 +82,10 @@ static int teardown(void **state)
 	char path[512];
 
 	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", f->upstreams, e->d_name);
-		unlink(path);
+		remove_tree(path);
 	}
 	if (d)
 		closedir(d);
@@ -74,8 +95,9 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* How many entries R/upstreams holds, and the path of the one ending in
- * suffix (if exactly one does) into out. */
+/* How many files the registrations in R/upstreams hold (each in its own
+ * directory R/upstreams/ID, which counts too), and the path of the one
+ * ending in suffix (if exactly one does) into out. */
 static int find_entry(const struct fixture *f, const char *suffix, char *out, size_t outsize,
 		      int *total)
 {
@@ -86,14 +108,28 @@ static int find_entry(const struct fixture *f, const char *suffix, char *out, si
 	assert_non_null(d);
 	*total = 0;
 	while ((e = readdir(d))) {
-		size_t len = strlen(e->d_name), slen = strlen(suffix);
+		char dir_path[512];
+		DIR *inner;
+		struct dirent *g;
+
 		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
 			continue;
 		(*total)++;
-		if (len > slen && strcmp(e->d_name + len - slen, suffix) == 0) {
-			snprintf(out, outsize, "%s/%s", f->upstreams, e->d_name);
-			matches++;
+		snprintf(dir_path, sizeof(dir_path), "%s/%s", f->upstreams, e->d_name);
+		inner = opendir(dir_path);
+		assert_non_null(inner);		/* no file directly in upstreams/ */
+		assert_true(e->d_name[0] != '.');	/* renamed into place */
+		while ((g = readdir(inner))) {
+			size_t len = strlen(g->d_name), slen = strlen(suffix);
+			if (strcmp(g->d_name, ".") == 0 || strcmp(g->d_name, "..") == 0)
+				continue;
+			(*total)++;
+			if (len > slen && strcmp(g->d_name + len - slen, suffix) == 0) {
+				assert_true(snprintf(out, outsize, "%s/%s", dir_path, g->d_name) < (int)outsize);
+				matches++;
+			}
 		}
+		closedir(inner);
 	}
 	closedir(d);
 	return matches;
@@ -313,7 +349,7 @@ static void test_listen_publishes_files(void **state)
 
 	assert_int_equal(find_entry(f, WIRE_SOCK_SUFFIX, sock_path, sizeof(sock_path), &total), 1);
 	assert_int_equal(find_entry(f, WIRE_NAMES_SUFFIX, names_path, sizeof(names_path), &total), 1);
-	assert_int_equal(total, 2);	/* no leftover .tmp */
+	assert_int_equal(total, 3);	/* ID/, ID.sock, ID.names: nothing else */
 
 	/* ID is "<pid>-<16 hex>", shared by both files. */
 	base = strrchr(sock_path, '/') + 1;
@@ -826,7 +862,7 @@ static void test_close_in_child_keeps_files(void **state)
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
 	find_entry(f, "", path, sizeof(path), &total);
-	assert_int_equal(total, 2);
+	assert_int_equal(total, 3);
 
 	assert_int_equal(handoff_close(fd), 0);
 	find_entry(f, "", path, sizeof(path), &total);
