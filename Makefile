@@ -12,7 +12,10 @@ SANITIZE ?=
 
 WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wpointer-arith -Wcast-qual
-CPPFLAGS += -D_GNU_SOURCE -Iinclude -Isrc
+# src/parse: the pure peek parsers; src/daemon: `handoff serve`; src/: the
+# command line and what the daemon and libhandoff share (wire.h).
+SRC_DIRS := src src/parse src/daemon
+CPPFLAGS += -D_GNU_SOURCE -Iinclude $(SRC_DIRS:%=-I%)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c17 $(WARNINGS) -fno-strict-aliasing
 # The preload library is loaded into servers built without sanitizers, and an
@@ -28,7 +31,7 @@ else
 BUILD    ?= build
 endif
 
-CORE_SRCS   := $(filter-out src/main.c,$(wildcard src/*.c))
+CORE_SRCS   := $(filter-out src/main.c,$(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c)))
 CORE_OBJS   := $(CORE_SRCS:%.c=$(BUILD)/%.o)
 PRELOAD_SRCS := $(wildcard lib/preload*.c)
 LIB_SRCS    := $(filter-out $(PRELOAD_SRCS),$(wildcard lib/*.c))
@@ -41,11 +44,11 @@ FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
 all: $(BUILD)/handoff $(BUILD)/libhandoff.so $(BUILD)/libhandoff.a $(BUILD)/https-upstream \
      $(BUILD)/libhandoff-preload.so
 
-$(BUILD)/%.o: %.c $(wildcard src/*.h include/*.h)
+$(BUILD)/%.o: %.c $(wildcard $(SRC_DIRS:%=%/*.h) include/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/pic/%.o: %.c $(wildcard src/*.h include/*.h lib/*.h)
+$(BUILD)/pic/%.o: %.c $(wildcard $(SRC_DIRS:%=%/*.h) include/*.h lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
@@ -67,7 +70,7 @@ $(BUILD)/libhandoff.a: $(LIB_OBJS)
 PRELOAD_OBJS      := $(PRELOAD_SRCS:%.c=$(BUILD)/preload/%.o)
 PRELOAD_BASE_OBJS := $(LIB_SRCS:%.c=$(BUILD)/preload/%.o)
 
-$(BUILD)/preload/%.o: %.c $(wildcard src/*.h include/*.h lib/*.h)
+$(BUILD)/preload/%.o: %.c $(wildcard $(SRC_DIRS:%=%/*.h) include/*.h lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
@@ -101,14 +104,14 @@ $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcore.a
 
 unit: $(UNIT_BINS)
 
-# A fuzzer tests/fuzz/fuzz_NAME.c exercises the pure parser src/NAME.c and
+# A fuzzer tests/fuzz/fuzz_NAME.c exercises the pure parser src/parse/NAME.c and
 # links only that and the helpers every parser uses, not the daemon.
-FUZZ_COMMON := src/peek.c src/hostname.c
+FUZZ_COMMON := src/parse/peek.c src/parse/hostname.c
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/%.c $(FUZZ_COMMON) $(wildcard src/*.h) tests/fuzz/fuzz_common.h
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/parse/%.c $(FUZZ_COMMON) $(wildcard src/parse/*.h) tests/fuzz/fuzz_common.h
 	@mkdir -p $(dir $@)
 	clang $(CPPFLAGS) -std=c17 -g -O1 $(WARNINGS) -fsanitize=fuzzer,address,undefined \
-		-o $@ $< src/$*.c $(FUZZ_COMMON)
+		-o $@ $< src/parse/$*.c $(FUZZ_COMMON)
 
 fuzz: $(FUZZ_BINS)
 
