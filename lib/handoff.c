@@ -198,16 +198,40 @@ static const char *protocol_line(enum handoff_protocol protocol)
 	}
 }
 
-/* The names file body: the protocol line, if any, then every name
- * normalised, one per line. Caller frees. */
-static char *format_names(const char *const *names, size_t n_names,
-			  enum handoff_protocol protocol, size_t *out_len)
+/* The names file line for a receiver that takes clients of one address
+ * family only, "" for one that takes both. NULL for an unknown family. */
+static const char *family_line(int only_family)
 {
-	const char *first_line = protocol_line(protocol);
-	size_t first_len = first_line ? strlen(first_line) : 0;
+	switch (only_family) {
+	case 0:
+		return "";
+	case AF_INET:
+		return WIRE_NAMES_FAMILY " ipv4\n";
+	case AF_INET6:
+		return WIRE_NAMES_FAMILY " ipv6\n";
+	default:
+		return NULL;
+	}
+}
+
+/* The names file body: the protocol and family lines, if any, then every
+ * name normalised, one per line. Caller frees. */
+static char *format_names(const char *const *names, size_t n_names,
+			  enum handoff_protocol protocol, int only_family, size_t *out_len)
+{
+	const char *protocol_text = protocol_line(protocol);
+	const char *family_text = family_line(only_family);
+	char first_line[64];
+	size_t first_len;
 	char *body, *p;
 
-	if (!first_line || !names || n_names == 0 ||
+	if (!protocol_text || !family_text) {
+		errno = EINVAL;
+		return NULL;
+	}
+	first_len = (size_t)snprintf(first_line, sizeof(first_line), "%s%s", protocol_text,
+				     family_text);
+	if (first_len >= sizeof(first_line) || !names || n_names == 0 ||
 	    n_names > (SIZE_MAX - first_len) / (NAME_MAX_LEN + 2)) {
 		errno = EINVAL;
 		return NULL;
@@ -335,11 +359,17 @@ HANDOFF_API int handoff_runtime_dir(char *buf, size_t bufsize)
 HANDOFF_API int handoff_listen(const char *runtime_dir, const char *const *names,
 			       size_t n_names, int flags)
 {
-	return handoff_listen_protocol(runtime_dir, names, n_names, 0, flags);
+	return handoff_listen_family(runtime_dir, names, n_names, 0, 0, flags);
 }
 
 HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *const *names,
 					size_t n_names, enum handoff_protocol protocol, int flags)
+{
+	return handoff_listen_family(runtime_dir, names, n_names, protocol, 0, flags);
+}
+
+int handoff_listen_family(const char *runtime_dir, const char *const *names, size_t n_names,
+			  enum handoff_protocol protocol, int only_family, int flags)
 {
 	char dir[PATH_MAX], upstreams[PATH_MAX], id[64];
 	char tmp_dir[FILE_PATH_CAP], tmp_sock[SOCK_PATH_CAP], tmp_names[FILE_PATH_CAP];
@@ -355,7 +385,7 @@ HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *con
 		errno = EINVAL;
 		return -1;
 	}
-	body = format_names(names, n_names, protocol, &body_len);
+	body = format_names(names, n_names, protocol, only_family, &body_len);
 	if (!body)
 		return -1;
 

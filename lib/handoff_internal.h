@@ -2,7 +2,20 @@
 #ifndef HANDOFF_INTERNAL_H
 #define HANDOFF_INTERNAL_H
 
+#include <stddef.h>
 #include <sys/types.h>
+
+#include "handoff.h"
+
+/*
+ * handoff_listen_protocol() for a receiver that can take clients of one
+ * address family only: only_family AF_INET or AF_INET6 writes the names
+ * file's "family" line, and the daemon hands it no client of the other
+ * family; 0 takes both, as handoff_listen_protocol(). EINVAL for any other
+ * value.
+ */
+int handoff_listen_family(const char *runtime_dir, const char *const *names, size_t n_names,
+			  enum handoff_protocol protocol, int only_family, int flags);
 
 /*
  * Let handoff_accept() serve fd, a receiving socket that handoff_listen()

@@ -60,17 +60,22 @@ struct listener_shadow {
 };
 
 /*
- * Accepted connections whose client address is not the socket's peer: the
+ * Accepted connections whose addresses are not the socket's own: the
  * daemon's listener accepted a PROXY header from a load balancer, so the
- * real client is in the handoff header, or the server listens on IPv6 and
- * expects the v4-mapped form. getpeername() answers with it.
- * The socket's inode guards against a descriptor number reused after a
- * close this library did not see (fclose() and other internal closes).
+ * real client is in the handoff header, or the socket's family is not the
+ * server's listener's (an IPv6 listener sees an IPv4 connection's
+ * addresses v4-mapped, an IPv4 one a v4-mapped connection's as IPv4).
+ * getpeername() answers with addr, getsockname() with local when
+ * local_len is not 0. The socket's inode guards against a descriptor
+ * number reused after a close this library did not see (fclose() and
+ * other internal closes).
  */
 struct peer_override {
 	ino_t ino;
 	socklen_t len;
 	struct sockaddr_storage addr;
+	socklen_t local_len;
+	struct sockaddr_storage local;
 };
 
 /* One HANDOFF_PORTS entry. */
@@ -127,6 +132,16 @@ bool known_listener(int fd, struct listener_shadow *out);
 bool turned_up(int fd, struct listener_shadow *out);
 void update_shadow(int fd, const struct listener_shadow *expected,
 		   void (*change)(struct listener_shadow *, const void *), const void *arg);
+
+/* ---- preload_accept.c ---- */
+
+/* An address as a socket of listener_family reports it: IPv4 as v4-mapped
+ * IPv6 for an IPv6 listener, v4-mapped IPv6 as IPv4 for an IPv4 one.
+ * Returns the new length. */
+socklen_t convert_address(int listener_family, struct sockaddr_storage *addr, socklen_t len);
+/* fd's override (struct peer_override), if fd is still the socket it was
+ * made for. */
+bool current_peer_override(int fd, struct peer_override *out);
 
 /* ---- preload_describe.c: remembered options, the description on the socket ---- */
 

@@ -7,8 +7,8 @@
 
 /* ---- accept ---- */
 
-/* The client address as a socket of the listener's family would see it. */
-static socklen_t convert_peer(int listener_family, struct sockaddr_storage *peer, socklen_t len)
+/* An address as a socket of the listener's family reports it. */
+socklen_t convert_address(int listener_family, struct sockaddr_storage *peer, socklen_t len)
 {
 	if (listener_family == AF_INET6 && peer->ss_family == AF_INET) {
 		struct sockaddr_in in;
@@ -94,10 +94,22 @@ static int accept_handoff(int fd, struct sockaddr *addr, socklen_t *addrlen, int
 		differs = true;
 	}
 	sa_family_t family = peer.ss_family;
-	peer_len = convert_peer(sh->addr.sa.sa_family, &peer, peer_len);
-	/* getpeername() must agree with accept(): the PROXY client, or the
-	 * v4-mapped form an IPv6 listener would have given. */
-	if (differs || peer.ss_family != family) {
+	int listener_family = sh->addr.sa.sa_family;
+	struct sockaddr_storage local;
+	socklen_t local_len = sizeof(local);
+
+	peer_len = convert_address(listener_family, &peer, peer_len);
+	if (real_getsockname(conn, (struct sockaddr *)&local, &local_len) < 0 ||
+	    local_len > sizeof(local))
+		local_len = 0;
+	sa_family_t local_family = local.ss_family;
+	if (local_len > 0)
+		local_len = convert_address(listener_family, &local, local_len);
+	/* getpeername() and getsockname() must agree with accept(): the PROXY
+	 * client, and the addresses in the listener's family, v4-mapped on a
+	 * dual-stack IPv6 listener as TCP gives them. */
+	bool local_differs = local_len > 0 && local.ss_family != local_family;
+	if (differs || peer.ss_family != family || local_differs) {
 		struct stat st;
 
 		po = malloc(sizeof(*po));
@@ -105,6 +117,8 @@ static int accept_handoff(int fd, struct sockaddr *addr, socklen_t *addrlen, int
 			po->ino = st.st_ino;
 			po->addr = peer;
 			po->len = peer_len;
+			po->local = local;
+			po->local_len = local_differs ? local_len : 0;
 		} else {
 			free(po);
 			po = NULL;
@@ -151,14 +165,20 @@ PRELOAD_API int accept(int fd, __SOCKADDR_ARG addr_arg, socklen_t *restrict addr
 	return accept_handoff(fd, addr, addrlen, 0, &sh);
 }
 
+bool current_peer_override(int fd, struct peer_override *out)
+{
+	struct stat st;
+
+	return get_peer_override(fd, out) && fstat(fd, &st) == 0 && st.st_ino == out->ino;
+}
+
 PRELOAD_API int getpeername(int fd, __SOCKADDR_ARG addr_arg, socklen_t *restrict len)
 {
 	struct sockaddr *addr = SOCKADDR_PTR(addr_arg);
 	struct peer_override po;
-	struct stat st;
 
 	ensure_symbols();
-	if (!get_peer_override(fd, &po) || fstat(fd, &st) < 0 || st.st_ino != po.ino)
+	if (!current_peer_override(fd, &po))
 		return real_getpeername(fd, addr, len);
 	if (!len || (!addr && *len)) {
 		errno = EFAULT;

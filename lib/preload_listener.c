@@ -66,6 +66,26 @@ static int set_nonblocking(int fd)
 }
 
 /*
+ * The only address family of clients a TCP socket of addr's family, as fd
+ * is now, can accept: AF_INET for an IPv4 socket, AF_INET6 for an IPv6
+ * socket with IPV6_V6ONLY (set by the server, or the system's default),
+ * 0 for a dual-stack IPv6 socket, which takes IPv4 clients as v4-mapped
+ * addresses. The daemon's listeners decide which addresses clients reach,
+ * so the bound address itself restricts nothing.
+ */
+static int receivable_family(int fd, const struct sockaddr *addr)
+{
+	int v6only = 0;
+	socklen_t len = sizeof(v6only);
+
+	if (addr->sa_family == AF_INET)
+		return AF_INET;
+	if (real_getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0 && v6only)
+		return AF_INET6;
+	return 0;
+}
+
+/*
  * Replace the TCP socket fd, about to be bound to addr, by a receiver for
  * HANDOFF_NAMES (and the port's protocol) under the same descriptor number.
  * Returns 0, or -1 with errno (the server's bind() fails, and the reason
@@ -98,8 +118,8 @@ static int swap_listener(int fd, const struct sockaddr *addr, socklen_t addr_len
 	snapshot_options(fd, sh);
 
 	inside_libhandoff++;
-	receiver = handoff_listen_protocol(NULL, names, n_names, handed_off->protocol,
-					   HANDOFF_CLOEXEC);
+	receiver = handoff_listen_family(NULL, names, n_names, handed_off->protocol,
+					 receivable_family(fd, addr), HANDOFF_CLOEXEC);
 	inside_libhandoff--;
 	if (receiver < 0) {
 		saved = errno;

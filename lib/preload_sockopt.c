@@ -9,9 +9,21 @@ PRELOAD_API int getsockname(int fd, __SOCKADDR_ARG addr_arg, socklen_t *restrict
 {
 	struct sockaddr *addr = SOCKADDR_PTR(addr_arg);
 	struct listener_shadow sh;
+	struct peer_override po;
 	int rc;
 
 	ensure_settings();
+	/* An accepted connection whose local address a listener of another
+	 * family reports differently (see struct peer_override). */
+	if (current_peer_override(fd, &po) && po.local_len > 0) {
+		if (!len || (!addr && *len)) {
+			errno = EFAULT;
+			return -1;
+		}
+		memcpy(addr, &po.local, *len < po.local_len ? *len : po.local_len);
+		*len = po.local_len;
+		return 0;
+	}
 	if (!known_listener(fd, &sh)) {
 		rc = real_getsockname(fd, addr, len);
 		if (rc < 0 || !addr || *len < sizeof(sa_family_t) || addr->sa_family != AF_UNIX ||

@@ -717,7 +717,8 @@ descends_from(pid_t pid, pid_t ancestor)
 }
 
 /* Does the names file body list exactly our names (after the protocol
- * line a receiver for a --port PORT/PROTOCOL writes)? */
+ * line a receiver for a --port PORT/PROTOCOL writes, and the family line
+ * of one that takes clients of one address family only)? */
 static bool
 names_match(const struct run_options *opt, char *body)
 {
@@ -726,7 +727,8 @@ names_match(const struct run_options *opt, char *body)
 
 	for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		bool known = false;
-		if (strncmp(line, WIRE_NAMES_PROTOCOL " ", sizeof(WIRE_NAMES_PROTOCOL)) == 0)
+		if (strncmp(line, WIRE_NAMES_PROTOCOL " ", sizeof(WIRE_NAMES_PROTOCOL)) == 0 ||
+		    strncmp(line, WIRE_NAMES_FAMILY " ", sizeof(WIRE_NAMES_FAMILY)) == 0)
 			continue;
 		for (size_t i = 0; i < opt->n_names; i++)
 			if (strcmp(opt->names[i], line) == 0)

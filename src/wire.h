@@ -43,6 +43,11 @@ struct wire_header {
 #define WIRE_NAMES_SUFFIX	".names"
 /* An optional line of ID.names: "protocol tls" or "protocol http". */
 #define WIRE_NAMES_PROTOCOL	"protocol"
+/* An optional line of ID.names: "family ipv4" or "family ipv6", the only
+ * clients the receiver can take (a server's IPv4 listener, or an IPv6 one
+ * with IPV6_V6ONLY). Without it, clients of both families. An IPv4 client
+ * is one with an IPv4 address, plain or v4-mapped. */
+#define WIRE_NAMES_FAMILY	"family"
 #define WIRE_STATUS_SUFFIX	".status"	/* written by the daemon: "registered" / "refused: why" */
 
 #endif

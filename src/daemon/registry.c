@@ -101,7 +101,8 @@ remove_files(int dir_fd, const char *id, bool in_dir)
 /* Read and validate the names an upstream claims. Returns the count, or -1
  * after refusing with a reason. */
 static int
-read_names(const char *id, uid_t uid, int fd, char ***names_out, int *protocol)
+read_names(const char *id, uid_t uid, int fd, char ***names_out, int *protocol,
+	   int *only_family)
 {
 	char buf[MAX_NAMES_FILE + 1];
 	size_t len = 0;
@@ -134,6 +135,17 @@ read_names(const char *id, uid_t uid, int fd, char ***names_out, int *protocol)
 				goto fail;
 			}
 			*protocol = strcmp(p, "tls") == 0 ? LISTENER_TLS : LISTENER_HTTP;
+			continue;
+		}
+		/* "family ipv4|ipv6": the only clients the receiver can take
+		 * (a server's IPv4 listener, or an IPv6 one with IPV6_V6ONLY). */
+		if (strncmp(line, WIRE_NAMES_FAMILY " ", sizeof(WIRE_NAMES_FAMILY)) == 0) {
+			const char *p = line + sizeof(WIRE_NAMES_FAMILY);
+			if (*only_family != 0 || (strcmp(p, "ipv4") != 0 && strcmp(p, "ipv6") != 0)) {
+				refuse(id, uid, "bad or repeated line '%s' in names file", line);
+				goto fail;
+			}
+			*only_family = strcmp(p, "ipv4") == 0 ? AF_INET : AF_INET6;
 			continue;
 		}
 		char norm[256];
@@ -243,8 +255,8 @@ try_register(const char *id, bool in_dir)
 		       (unsigned long)sock_st.st_uid, (unsigned long)names_st.st_uid);
 		goto out;
 	}
-	int protocol = 0;
-	if ((count = read_names(id, sock_st.st_uid, names_fd, &names, &protocol)) < 0)
+	int protocol = 0, only_family = 0;
+	if ((count = read_names(id, sock_st.st_uid, names_fd, &names, &protocol, &only_family)) < 0)
 		goto out;
 	for (int i = 0; i < count; i++) {
 		if (!config_may_claim(&server.cfg, names[i], sock_st.st_uid)) {
@@ -288,6 +300,7 @@ try_register(const char *id, bool in_dir)
 	snprintf(up->target.label, sizeof(up->target.label), "%s", id);
 	up->target.weight = 1;
 	up->target.only_protocol = protocol;
+	up->target.only_family = only_family;
 	up->uid = sock_st.st_uid;
 	up->sock_file = sock_file;
 	sock_file = -1;
@@ -321,8 +334,9 @@ try_register(const char *id, bool in_dir)
 		if (n > 0 && (size_t)n < sizeof(list) - off)
 			off += (size_t)n;
 	}
-	log_info("registered upstream %s names=%s uid=%lu%s", id, list, (unsigned long)up->uid,
-		 protocol == LISTENER_TLS ? " protocol=tls" : protocol == LISTENER_HTTP ? " protocol=http" : "");
+	log_info("registered upstream %s names=%s uid=%lu%s%s", id, list, (unsigned long)up->uid,
+		 protocol == LISTENER_TLS ? " protocol=tls" : protocol == LISTENER_HTTP ? " protocol=http" : "",
+		 only_family == AF_INET ? " family=ipv4" : only_family == AF_INET6 ? " family=ipv6" : "");
 	write_status(id, "registered");
 out:
 	if (names != NULL) {

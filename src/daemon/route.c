@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 
 #include "conn.h"
 #include "hostname.h"
@@ -228,12 +229,30 @@ route_for(const struct conn *c, const char **why)
 	return r;
 }
 
-/* Targets c cannot go to: tried and failed already, or registered for the
- * other protocol. */
+/* The client's address family as a receiver sees it: a v4-mapped address
+ * (an IPv4 client of a dual-stack listener) is IPv4. The client is the one
+ * a PROXY header named, if the listener takes them. 0 for a client without
+ * an IP address, which any receiver takes. */
+static int
+client_family(const struct conn *c)
+{
+	if (c->peer.ss_family == AF_INET)
+		return AF_INET;
+	if (c->peer.ss_family != AF_INET6)
+		return 0;
+	const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&c->peer;
+	return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) ? AF_INET : AF_INET6;
+}
+
+/* Targets c cannot go to: tried and failed already, registered for the
+ * other protocol, or a receiver that cannot take a client of c's address
+ * family (an IPv4 listener and an IPv6 client, say). */
 static bool
 excluded(const struct conn *c, const struct target *t)
 {
 	if (t->only_protocol != 0 && t->only_protocol != (int)c->listener->cfg->proto)
+		return true;
+	if (t->only_family != 0 && client_family(c) != 0 && t->only_family != client_family(c))
 		return true;
 	for (unsigned i = 0; i < c->n_tried; i++)
 		if (c->tried[i] == t)
@@ -321,7 +340,8 @@ route_dispatch(struct conn *c)
 			if (queue_at != NULL)
 				conn_reject(c, OUTCOME_REFUSED, "every upstream of the name has max-pending connections waiting");
 			else if (c->n_tried == 0)
-				conn_reject(c, OUTCOME_NO_ROUTE, "the name's upstreams serve only the other protocol");
+				conn_reject(c, OUTCOME_NO_ROUTE, "no upstream of the name takes this protocol "
+					    "and client address family");
 			else
 				conn_reject(c, OUTCOME_FAILED, "every target failed");
 			return;

@@ -31,6 +31,7 @@ struct target {
 	char label[400];		/* upstream id or "tcp:HOST:PORT(address)" */
 	unsigned weight;
 	int only_protocol;		/* enum listener_proto it accepts, 0 = any */
+	int only_family;		/* AF_INET/AF_INET6: the only clients it takes, 0 = any */
 	int64_t current;		/* smooth weighted round-robin state */
 	unsigned active;		/* connections connecting or relayed through it */
 	unsigned fails;			/* consecutive failures */

@@ -25,6 +25,7 @@
 
 #include "handoff.h"
 #include "wire.h"
+#include "../../lib/handoff_internal.h"	/* handoff_listen_family(), the preload's */
 
 /* Longest a test waits for the other end of a connection to react. */
 #define WAIT_MS	2000
@@ -488,6 +489,44 @@ static void test_listen_protocol(void **state)
 	assert_int_equal(total, 0);
 }
 
+/* A receiver limited to one client address family says so in a line the
+ * daemon reads; 0 (both) writes none, as every older names file. */
+static void test_listen_family(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		int protocol;
+		int family;
+		const char *content;
+	} cases[] = {
+		{ 0, 0, "a.example\n" },
+		{ 0, AF_INET, "family ipv4\na.example\n" },
+		{ 0, AF_INET6, "family ipv6\na.example\n" },
+		{ HANDOFF_PROTO_TLS, AF_INET, "protocol tls\nfamily ipv4\na.example\n" },
+	};
+	static const int invalid[] = { -1, AF_UNIX, AF_UNSPEC + 255 };
+	const char *names[] = { "a.example" };
+	char path[512], content[1024];
+	int fd, total;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		fd = handoff_listen_family(f->dir, names, 1, (enum handoff_protocol)cases[i].protocol,
+					   cases[i].family, 0);
+		assert_true(fd >= 0);
+		assert_int_equal(find_entry(f, WIRE_NAMES_SUFFIX, path, sizeof(path), &total), 1);
+		read_file(path, content, sizeof(content));
+		assert_string_equal(content, cases[i].content);
+		assert_int_equal(handoff_close(fd), 0);
+	}
+	for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+		errno = 0;
+		assert_int_equal(handoff_listen_family(f->dir, names, 1, 0, invalid[i], 0), -1);
+		assert_int_equal(errno, EINVAL);
+	}
+	assert_int_equal(find_entry(f, "", path, sizeof(path), &total), 0);
+	assert_int_equal(total, 0);
+}
+
 static void test_listen_missing_directories(void **state)
 {
 	struct fixture *f = *state;
@@ -916,6 +955,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listen_flags_cleared, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_rejects_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_protocol, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_listen_family, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_missing_directories, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listen_path_too_long, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_delivers_connection, setup, teardown),
