@@ -9,8 +9,9 @@
  *   HANDOFF_RUNTIME_DIR=R                     the daemon's runtime directory (optional)
  *
  * When the server bind()s a TCP socket to one of those ports, this library
- * opens a receiving socket with handoff_listen_protocol() instead (for the
- * port's protocol, if it names one) and dup3()s it onto the server's
+ * opens a receiving socket with handoff_listen_family() instead (for the
+ * port's protocol, if it names one, and the client address families a TCP
+ * listener of the socket's kind takes) and dup3()s it onto the server's
  * descriptor number, keeping its FD_CLOEXEC and O_NONBLOCK, so
  * every later poll/select/epoll registration of that number watches the
  * receiver. From then on the descriptor is a listener in everything the
@@ -26,6 +27,12 @@
  *                   client a PROXY header named when the daemon's listener
  *                   sits behind a load balancer (accept-proxy), v4-mapped
  *                   when the server listens on IPv6
+ *   getsockname()   on an accepted connection: the daemon's address the
+ *                   client reached, in the listener's family (v4-mapped
+ *                   when the server listens on IPv6)
+ *   recv(), read(), write(), send() and their kin (preload_io.c):
+ *                   ENOTCONN, or EPIPE and SIGPIPE, as on a TCP listener,
+ *                   without taking a connection
  *   getsockname()   the address the server bound
  *   getsockopt()    SO_TYPE SOCK_STREAM, SO_DOMAIN, SO_PROTOCOL IPPROTO_TCP,
  *                   SO_ACCEPTCONN, SO_ERROR 0; any other option: the value the
