@@ -288,11 +288,13 @@ const struct handed_off_port *handed_off_port(unsigned short port)
 
 /* ---- the table ---- */
 
-/* The hint: is fd possibly swapped? No lock, no system call. */
+/* The hint: is fd possibly swapped? No lock, no system call; the slot is
+ * read first, as every read() and write() of the process asks. */
 static bool maybe_swapped(int fd)
 {
-	return fd >= 0 && fd < MAX_TRACKED_FD && !inside_libhandoff &&
-	       atomic_load_explicit(&shadow_by_fd[fd], memory_order_acquire) != NULL;
+	return fd >= 0 && fd < MAX_TRACKED_FD &&
+	       atomic_load_explicit(&shadow_by_fd[fd], memory_order_acquire) != NULL &&
+	       !inside_libhandoff;
 }
 
 void install_shadow(int fd, struct listener_shadow *sh)

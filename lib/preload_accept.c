@@ -8,30 +8,30 @@
 /* ---- accept ---- */
 
 /* An address as a socket of the listener's family reports it. */
-socklen_t convert_address(int listener_family, struct sockaddr_storage *peer, socklen_t len)
+socklen_t convert_address(int listener_family, struct sockaddr_storage *addr, socklen_t len)
 {
-	if (listener_family == AF_INET6 && peer->ss_family == AF_INET) {
+	if (listener_family == AF_INET6 && addr->ss_family == AF_INET) {
 		struct sockaddr_in in;
 		struct sockaddr_in6 mapped = { .sin6_family = AF_INET6 };
 
-		memcpy(&in, peer, sizeof(in));
+		memcpy(&in, addr, sizeof(in));
 		mapped.sin6_port = in.sin_port;
 		mapped.sin6_addr.s6_addr[10] = 0xff;
 		mapped.sin6_addr.s6_addr[11] = 0xff;
 		memcpy(&mapped.sin6_addr.s6_addr[12], &in.sin_addr, 4);
-		memcpy(peer, &mapped, sizeof(mapped));
+		memcpy(addr, &mapped, sizeof(mapped));
 		return sizeof(mapped);
 	}
-	if (listener_family == AF_INET && peer->ss_family == AF_INET6) {
+	if (listener_family == AF_INET && addr->ss_family == AF_INET6) {
 		struct sockaddr_in6 in6;
 		struct sockaddr_in in = { .sin_family = AF_INET };
 
-		memcpy(&in6, peer, sizeof(in6));
+		memcpy(&in6, addr, sizeof(in6));
 		if (!IN6_IS_ADDR_V4MAPPED(&in6.sin6_addr))
 			return len;
 		in.sin_port = in6.sin6_port;
 		memcpy(&in.sin_addr, &in6.sin6_addr.s6_addr[12], 4);
-		memcpy(peer, &in, sizeof(in));
+		memcpy(addr, &in, sizeof(in));
 		return sizeof(in);
 	}
 	return len;
@@ -99,6 +99,7 @@ static int accept_handoff(int fd, struct sockaddr *addr, socklen_t *addrlen, int
 	socklen_t local_len = sizeof(local);
 
 	peer_len = convert_address(listener_family, &peer, peer_len);
+	memset(&local, 0, sizeof(local));
 	if (real_getsockname(conn, (struct sockaddr *)&local, &local_len) < 0 ||
 	    local_len > sizeof(local))
 		local_len = 0;
