@@ -95,7 +95,7 @@ def test_ipv4_listener_gets_ipv4_clients_only(hx, runs, certs):
 	assert response.status == 503
 	assert tls_failure(certs, tls_port, NAME, host="::1") == "TLSV1_UNRECOGNIZED_NAME"
 	d.wait_log(r"no upstream of the name takes this protocol and client address family")
-	names_files = list((hx.runtime_dir / "upstreams").glob("*.names"))
+	names_files = list((hx.runtime_dir / "upstreams").glob("*/*.names"))
 	assert [p.read_text() for p in names_files] == ["family ipv4\na.example\n"]
 
 
