@@ -535,9 +535,16 @@ def json_body(response):
 	return json.loads(response.body)
 
 
+def names_files(runtime_dir):
+	"""The names files of every registration in RUNDIR/upstreams: ID/ID.names
+	(libhandoff's own directory per registration) and the older flat ID.names."""
+	upstreams = Path(runtime_dir) / "upstreams"
+	return sorted([*upstreams.glob("*/*.names"), *upstreams.glob("*.names")])
+
+
 def upstream_ids(runtime_dir):
-	"""IDs of the names files in RUNDIR/upstreams."""
-	return sorted(p.name[:-len(".names")] for p in (Path(runtime_dir) / "upstreams").glob("*.names"))
+	"""IDs of the registrations in RUNDIR/upstreams."""
+	return sorted(p.name[:-len(".names")] for p in names_files(runtime_dir))
 
 
 if __name__ == "__main__":

@@ -145,6 +145,7 @@ def test_forked_workers_share_the_listener_and_outlive_each_other(hx, runs):
 			  event="workers")
 	workers = run.events("workers")[0]["pids"]
 	ids = upstream_ids(hx.runtime_dir)
+	assert len(ids) == 1, ids
 
 	# Two requests at once: the busy worker leaves the second to the other.
 	with ThreadPoolExecutor(2) as pool:
@@ -173,6 +174,7 @@ def test_the_listener_survives_exec_and_descriptor_passing(hx, runs, takeover):
 	d = http_daemon(hx, port)
 	run = start_probe(runs, d, port, "--takeover", takeover)
 	ids = upstream_ids(hx.runtime_dir)
+	assert len(ids) == 1, ids
 	first = get(port)
 	assert first["generation"] == 1
 	inherited = run.wait_event("inherited")

@@ -29,6 +29,7 @@ import pytest
 
 from harness import HANDOFF, Daemon, free_port, read_text, wait_for
 import servers_helpers as sh
+from preload_helpers import names_files
 
 TLS_SITES = ["nginx", "apache", "lighttpd", "node", "node-cluster", "gunicorn", "php-fpm", "java"]
 RELOAD_SITES = ["nginx", "apache", "lighttpd", "gunicorn", "php-fpm"]
@@ -277,7 +278,7 @@ def test_caddy_is_refused_with_a_pointer_to_the_relay(servers_root, site_daemon)
 	assert status != 0
 	assert time.monotonic() - started < 5, "the refusal was not immediate"
 	assert "caddy" in output and "relay" in output, output
-	claimed = "".join(read_text(p) for p in (servers_root / "run" / "upstreams").glob("*.names"))
+	claimed = "".join(read_text(p) for p in names_files(servers_root / "run"))
 	assert "caddy.example" not in claimed, "caddy.example was registered"
 
 
