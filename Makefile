@@ -14,7 +14,8 @@ WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototyp
            -Wpointer-arith -Wcast-qual
 # src/parse: the pure peek parsers; src/daemon: `handoff serve`; src/: the
 # command line and what the daemon and libhandoff share (wire.h).
-SRC_DIRS := src src/parse src/daemon
+# src/run: `handoff run`, linked into the same executable.
+SRC_DIRS := src src/parse src/daemon src/run
 CPPFLAGS += -D_GNU_SOURCE -Iinclude $(SRC_DIRS:%=-I%)
 CFLAGS   ?= -O2 -g
 CFLAGS   += -std=c17 $(WARNINGS) -fno-strict-aliasing
@@ -81,7 +82,7 @@ $(BUILD)/libhandoff-preload.so: $(PRELOAD_OBJS) $(BUILD)/preload/libhandoff-priv
 	$(CC) -shared -Wl,--exclude-libs,ALL -o $@ $^ -ldl -lpthread
 
 # `handoff run` looks for the preload library here after its own directory.
-$(BUILD)/src/run.o: CPPFLAGS += -DHANDOFF_LIBDIR='"$(PREFIX)/lib/handoff"'
+$(BUILD)/src/run/options.o $(BUILD)/src/run/program.o: CPPFLAGS += -DHANDOFF_LIBDIR='"$(PREFIX)/lib/handoff"'
 
 $(BUILD)/https-upstream: $(BUILD)/examples/https_upstream.o $(BUILD)/libhandoff.a
 	$(CC) $(LDFLAGS) -o $@ $^ -lssl -lcrypto -lpthread

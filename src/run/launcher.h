@@ -1,0 +1,79 @@
+/* launcher.h - what the parts of `handoff run` share: its options, the registration watch and the helpers between them. */
+#ifndef HANDOFF_RUN_LAUNCHER_H
+#define HANDOFF_RUN_LAUNCHER_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "hostname.h"
+#include "wire.h"
+
+#define PRELOAD_NAME		"libhandoff-preload.so"
+#define MAX_RUN_NAMES		64
+#define MAX_RUN_PORTS		64
+/* Upstream IDs are "<pid>-<16 hex digits>"; longer names are not ours. */
+#define ID_MAX			64
+#define MAX_OUR_IDS		256
+
+/* A --port: its number and the connections its listeners take. */
+struct run_port {
+	unsigned number;
+	const char *protocol;		/* "tls", "http", or NULL for both */
+};
+
+struct run_options {
+	char names[MAX_RUN_NAMES][HOSTNAME_MAX + 3];	/* "*." + name + NUL */
+	size_t n_names;
+	struct run_port ports[MAX_RUN_PORTS];
+	size_t n_ports;
+	const char *runtime_dir;	/* as given, NULL: the default */
+	unsigned wait_seconds;
+	char **program_argv;		/* NULL-terminated, from argv */
+};
+
+/* What `handoff run` watches in RUNDIR/upstreams while PROGRAM runs. */
+struct watch {
+	const struct run_options *opt;
+	const char *program;
+	const char *runtime_dir;
+	char upstreams[PATH_MAX + sizeof(WIRE_DIR_UPSTREAMS) + 1];
+	pid_t child;
+	char (*before)[ID_MAX];		/* IDs whose names existed at start */
+	size_t n_before;
+	char ours[MAX_OUR_IDS][ID_MAX];	/* IDs PROGRAM registered */
+	bool refusal_reported[MAX_OUR_IDS];
+	size_t n_ours;
+	int64_t found_ms;		/* when the first of ours appeared */
+	bool answered;			/* the daemon wrote a status for one of ours */
+	bool warned_unbound;
+	bool warned_unanswered;
+};
+
+
+/* options.c */
+extern const char run_usage_text[];
+/* Returns 0, 1 if --help was asked for, -1 after a usage error. */
+int run_parse_options(int argc, char **argv, struct run_options *opt);
+
+/* program.c */
+int find_program(const char *name, char *out, size_t size);
+int find_preload(char *out, size_t size);
+int resolve_runtime_dir(const struct run_options *opt, char *out);
+int check_preloadable(const char *program, const char *path);
+
+/* proc.c */
+int64_t monotonic_ms(void);
+bool descends_from(pid_t pid, pid_t ancestor);
+
+/* watch.c */
+void watch_scan_upstreams(struct watch *w, bool at_start);
+void watch_read_inotify(struct watch *w, int fd);
+int watch_check_deadlines(struct watch *w, int64_t start_ms);
+
+/* supervise.c */
+int supervise(struct watch *w, int signal_fd, int inotify_fd);
+
+#endif

@@ -1,0 +1,65 @@
+/* supervise.c - while PROGRAM runs: pass signals on to it, keep the registration watch going, and collect its exit status. */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "run/launcher.h"
+
+static int
+exit_status_of(int status)
+{
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return 1;
+}
+
+/* Forward signals, watch the registration, and return PROGRAM's exit
+ * status once it has ended. */
+int
+supervise(struct watch *w, int signal_fd, int inotify_fd)
+{
+	int64_t start_ms = monotonic_ms();
+
+	for (;;) {
+		struct pollfd fds[2] = {
+			{ .fd = signal_fd, .events = POLLIN },
+			{ .fd = inotify_fd, .events = POLLIN },
+		};
+		struct signalfd_siginfo si;
+
+		if (poll(fds, inotify_fd >= 0 ? 2 : 1, watch_check_deadlines(w, start_ms)) < 0 &&
+		    errno != EINTR) {
+			fprintf(stderr, "handoff run: poll: %s\n", strerror(errno));
+			return 1;
+		}
+		if (fds[1].revents & POLLIN)
+			watch_read_inotify(w, inotify_fd);
+		if (!(fds[0].revents & POLLIN))
+			continue;
+		while (read(signal_fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			int status;
+
+			if (si.ssi_signo != SIGCHLD) {
+				/* The terminal signals the whole foreground process
+				 * group, PROGRAM included; pass on only the others. */
+				if (si.ssi_code != SI_KERNEL)
+					kill(w->child, (int)si.ssi_signo);
+				continue;
+			}
+			if (waitpid(w->child, &status, WNOHANG) == w->child) {
+				/* Its last words about the registration, if any. */
+				if (inotify_fd >= 0)
+					watch_read_inotify(w, inotify_fd);
+				return exit_status_of(status);
+			}
+		}
+	}
+}
+
