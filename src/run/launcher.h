@@ -66,7 +66,26 @@ int check_preloadable(const char *program, const char *path);
 
 /* proc.c */
 int64_t monotonic_ms(void);
+
+/* What /proc/PID/stat says about a process. */
+struct proc_info {
+	char comm[32];
+	char state;
+	pid_t ppid, pgrp, session;
+};
+
+/* Fills *out; false if pid is gone (or reaped). */
+bool proc_stat(pid_t pid, struct proc_info *out);
+/* Is pid the ancestor or one of its descendants (per /proc)? */
 bool descends_from(pid_t pid, pid_t ancestor);
+
+/* Who sent a signal, by the sender's pid (signalfd's ssi_pid). */
+enum sender {
+	SENDER_PROGRAM,		/* PROGRAM or a process of its own */
+	SENDER_OTHER,		/* anyone else */
+	SENDER_UNKNOWN,		/* gone before we looked */
+};
+enum sender signal_sender(pid_t sender, pid_t child);
 
 /* watch.c */
 void watch_scan_upstreams(struct watch *w, bool at_start);

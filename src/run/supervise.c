@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -18,6 +19,27 @@ exit_status_of(int status)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return 1;
+}
+
+/* Pass a signal on to PROGRAM unless it has it already: the terminal
+ * signals the whole foreground process group (Ctrl-C), and a server that
+ * signals its own process group (Apache prefork stopping its children)
+ * reaches handoff run too, since PROGRAM shares its group. Sending such a
+ * signal back would stop or restart the server twice.
+ *
+ * A sender that has gone before we look (its /proc entry reaped) cannot
+ * be placed: its signal is passed on, because it is more likely a `kill`
+ * command that exited at once than one of PROGRAM's processes, and losing
+ * a stop request is worse than a repeated one. */
+static bool
+should_pass_on(const struct signalfd_siginfo *si, pid_t child)
+{
+	if (si->ssi_code == SI_KERNEL)
+		return false;
+	/* Sent with kill(), sigqueue() or tgkill(): the sender is known. */
+	if (si->ssi_code == SI_USER || si->ssi_code == SI_QUEUE || si->ssi_code == SI_TKILL)
+		return signal_sender((pid_t)si->ssi_pid, child) != SENDER_PROGRAM;
+	return true;
 }
 
 /* Forward signals, watch the registration, and return PROGRAM's exit
@@ -47,9 +69,7 @@ supervise(struct watch *w, int signal_fd, int inotify_fd)
 			int status;
 
 			if (si.ssi_signo != SIGCHLD) {
-				/* The terminal signals the whole foreground process
-				 * group, PROGRAM included; pass on only the others. */
-				if (si.ssi_code != SI_KERNEL)
+				if (should_pass_on(&si, w->child))
 					kill(w->child, (int)si.ssi_signo);
 				continue;
 			}

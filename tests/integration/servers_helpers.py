@@ -437,19 +437,36 @@ def setup_nginx_http(site):
 	setup_nginx(site)
 
 
-def setup_apache(site):
+# The MPM sections apache.conf.in takes: the threaded event MPM, and
+# prefork, whose parent signals its whole process group on stop and restart.
+APACHE_MPMS = {
+	"event": "LoadModule mpm_event_module /usr/lib/apache2/modules/mod_mpm_event.so\n"
+		 "StartServers 2\nServerLimit 4\nThreadsPerChild 16\nMaxRequestWorkers 64",
+	"prefork": "LoadModule mpm_prefork_module /usr/lib/apache2/modules/mod_mpm_prefork.so\n"
+		   "StartServers 3\nMinSpareServers 2\nMaxSpareServers 6\nServerLimit 16\n"
+		   "MaxRequestWorkers 16",
+}
+
+
+def setup_apache(site, mpm="event"):
 	apache = require_program("apache2")
 	(site.dir / "apache-run").mkdir()
 	conf = site.dir / "apache.conf"
 	conf.write_text(fill_template("apache.conf.in", {
 		"DIR": site.dir, "PORT": site.port, "NAME": site.name, "CERT": site.cert,
-		"KEY": site.key_path,
+		"KEY": site.key_path, "MPM_LINES": APACHE_MPMS[mpm],
 		"USER_LINES": "User www-data\nGroup www-data" if user_is_root() else ""}))
 	site.argv = [apache, "-DFOREGROUND", "-f", conf]
 	site.echo_path = None		# the access log shows the client's address
 	site.reload = command_runner([apache, "-f", conf, "-k", "graceful"])
-	site.reload_done = lambda: count_in(site.dir / "apache-error.log", r"SIGUSR1 received")
+	# event says "SIGUSR1 received", prefork "Graceful restart requested".
+	site.reload_done = lambda: count_in(site.dir / "apache-error.log",
+					    r"SIGUSR1 received|Graceful restart requested")
 	(site.docroot / "small.txt").write_text("apache\n")
+
+
+def setup_apache_prefork(site):
+	setup_apache(site, mpm="prefork")
 
 
 def setup_lighttpd(site):
@@ -562,6 +579,7 @@ SETUPS = {
 	"nginx": setup_nginx,
 	"nginx-http": setup_nginx_http,
 	"apache": setup_apache,
+	"apache-prefork": setup_apache_prefork,
 	"lighttpd": setup_lighttpd,
 	"node": setup_node,
 	"node-cluster": setup_node_cluster,

@@ -27,7 +27,7 @@ import time
 
 import pytest
 
-from harness import HANDOFF, Daemon, free_port, read_text, wait_for
+from harness import HANDOFF, UPSTREAM_ASAN_OPTIONS, Daemon, free_port, read_text, wait_for
 import servers_helpers as sh
 from preload_helpers import names_files
 
@@ -373,3 +373,128 @@ def test_caddy_behind_the_tcp_relay(hx):
 	finally:
 		problems = caddy_proc.stop()
 	assert not problems, problems
+
+
+# ---- Apache prefork: a server that signals its own process group ----
+#
+# prefork's parent passes stop and restart signals to its children with
+# kill(0, SIG) - to its whole process group, which handoff run shares. Such
+# a signal reaches handoff run too, and must not be sent back to Apache.
+
+@pytest.fixture
+def prefork(request, servers_root, site_daemon, big_file):
+	"""A fresh Apache prefork under handoff run, for a test that stops or
+	restarts it; stopped (if still running) at teardown."""
+	root = servers_root / f"prefork-{request.node.name}"
+	root.mkdir(mode=0o755)
+	os.chmod(root, 0o755)
+	site = sh.make_site("apache-prefork", root, site_daemon.ports, servers_root / "run",
+			    big_file[0])
+	# The tests watch handoff run with strace, and LeakSanitizer cannot
+	# work under ptrace: it would end handoff run with status 1 at exit.
+	site.env["ASAN_OPTIONS"] = UPSTREAM_ASAN_OPTIONS
+	try:
+		site.start(site_daemon)
+		yield site
+	finally:
+		problems = site.stop()
+		assert not problems, "\n".join(problems) + "\n" + site.diagnostics(site_daemon)
+
+
+def apache_error_log(site):
+	return read_text(site.dir / "apache-error.log")
+
+
+def stop_run(site, signo):
+	"""signo to handoff run; its exit status once it has ended."""
+	site.proc.send_signal(signo)
+	try:
+		return site.proc.wait(sh.STOP_TIMEOUT)
+	except subprocess.TimeoutExpired:
+		raise AssertionError(f"handoff run did not exit within {sh.STOP_TIMEOUT}s of "
+				     f"{signo.name}\n" + site.diagnostics()) from None
+
+
+class KillTrace:
+	"""strace on handoff run, recording the kill() calls it makes: the
+	signals it passes on, as the server receives them."""
+
+	def __init__(self, site):
+		self.site = site
+		self.path = site.dir / f"handoff-run-{time.monotonic_ns()}.strace"
+		pid = site.proc.pid
+		self.proc = subprocess.Popen([sh.require_program("strace"), "-qq", "-e", "trace=kill",
+					      "-e", "signal=none", "-o", str(self.path), "-p", str(pid)],
+					     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+					     stderr=subprocess.DEVNULL)
+		# strace says nothing once attached; the tracee's status does.
+		attached = wait_for(lambda: "TracerPid:\t0" not in read_text(f"/proc/{pid}/status")
+				    or self.proc.poll() is not None, 10)
+		if not attached or self.proc.poll() is not None:
+			self.stop()
+			raise AssertionError(f"strace did not attach to handoff run (pid {pid})")
+
+	def stop(self):
+		if self.proc.poll() is None:
+			self.proc.terminate()
+		self.proc.wait(sh.STOP_TIMEOUT)
+
+	def kills(self, pid, signo):
+		return re.findall(rf"kill\({pid}, {signo.name}\)", read_text(self.path))
+
+
+def test_apache_prefork_graceful_stop_exits_0(prefork):
+	"""SIGWINCH to handoff run: Apache's graceful stop, passed on once.
+	Apache exits 0 after one graceful stop, and so does handoff run."""
+	parent = sh.read_pid(prefork.dir / "apache.pid")
+	trace = KillTrace(prefork)
+	try:
+		status = stop_run(prefork, signal.SIGWINCH)
+	finally:
+		trace.stop()
+	log = apache_error_log(prefork)
+	assert log.count("caught SIGWINCH, shutting down gracefully") == 1, prefork.diagnostics()
+	assert len(trace.kills(parent, signal.SIGWINCH)) == 1, read_text(trace.path)
+	assert status == 0, f"handoff run exited {status}\n" + prefork.diagnostics()
+
+
+def test_apache_prefork_stop_signal_is_delivered_once(prefork):
+	"""SIGTERM reaches Apache's parent once from handoff run, and is not
+	sent back when Apache signals its process group (handoff run in it)
+	to stop its children."""
+	parent = sh.read_pid(prefork.dir / "apache.pid")
+	trace = KillTrace(prefork)
+	try:
+		status = stop_run(prefork, signal.SIGTERM)
+	finally:
+		trace.stop()
+	kills = trace.kills(parent, signal.SIGTERM)
+	assert status == 0, f"handoff run exited {status}\n" + prefork.diagnostics()
+	assert len(kills) == 1, f"handoff run sent SIGTERM to Apache {len(kills)} times:\n" + \
+		read_text(trace.path)
+
+
+def test_apache_prefork_graceful_restart_fails_no_request(prefork):
+	"""`apache2 -k graceful` (SIGUSR1 to the parent, which passes it to its
+	group) under load: one restart, no failed request, and handoff run
+	sends Apache no SIGUSR1 of its own."""
+	parent = sh.read_pid(prefork.dir / "apache.pid")
+	path = "/small.txt"
+	trace = KillTrace(prefork)
+	loop = sh.RequestLoop(prefork, path, count=200, seconds=5.0)
+	try:
+		loop.start()
+		time.sleep(1.0)
+		prefork.reload()
+		loop.join(60)
+		assert not loop.is_alive(), "request loop still running after 60 s"
+		assert wait_for(lambda: prefork.reload_done() >= 1, 10), prefork.diagnostics()
+		time.sleep(2.0)		# a restart sent back to Apache would be logged by now
+	finally:
+		trace.stop()
+	assert trace.kills(parent, signal.SIGUSR1) == [], read_text(trace.path)
+	assert prefork.reload_done() == 1, "Apache restarted more than once\n" + prefork.diagnostics()
+	assert loop.failures == [], f"{len(loop.failures)} failed requests during the restart:\n" + \
+		"\n".join(loop.failures[:20]) + "\n" + prefork.diagnostics()
+	assert loop.done == 200
+	assert prefork.get(path).status == 200
