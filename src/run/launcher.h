@@ -46,7 +46,9 @@ struct watch {
 	char ours[MAX_OUR_IDS][ID_MAX];	/* IDs PROGRAM registered */
 	bool refusal_reported[MAX_OUR_IDS];
 	size_t n_ours;
+	int64_t started_ms;		/* when PROGRAM was started */
 	int64_t found_ms;		/* when the first of ours appeared */
+	bool stop_passed_on;		/* we passed on a signal that stops servers */
 	bool answered;			/* the daemon wrote a status for one of ours */
 	bool warned_unbound;
 	bool warned_unanswered;
@@ -90,7 +92,9 @@ enum sender signal_sender(pid_t sender, pid_t child);
 /* watch.c */
 void watch_scan_upstreams(struct watch *w, bool at_start);
 void watch_read_inotify(struct watch *w, int fd);
-int watch_check_deadlines(struct watch *w, int64_t start_ms);
+int watch_check_deadlines(struct watch *w);
+/* "a.example, b.example" */
+void watch_names_joined(const struct run_options *opt, char *out, size_t size);
 
 /* supervise.c */
 int supervise(struct watch *w, int signal_fd, int inotify_fd);

@@ -109,6 +109,7 @@ cmd_run(int argc, char **argv)
 		return 1;
 	}
 	fflush(NULL);
+	w.started_ms = monotonic_ms();
 	w.child = fork();
 	if (w.child < 0) {
 		fprintf(stderr, "handoff run: fork: %s\n", strerror(errno));

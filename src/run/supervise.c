@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -19,6 +20,51 @@ exit_status_of(int status)
 	if (WIFSIGNALED(status))
 		return 128 + WTERMSIG(status);
 	return 1;
+}
+
+/* The signals servers take as "stop" (SIGWINCH: Apache's graceful stop). */
+static bool
+stops_servers(int signo)
+{
+	return signo == SIGTERM || signo == SIGINT || signo == SIGQUIT || signo == SIGWINCH;
+}
+
+/* PROGRAM has ended on its own, or in a way nobody asked for: say how,
+ * and what that means for its names, which the daemon's log alone would
+ * otherwise explain (clients get "unrecognized name" or a 503). */
+static void
+report_exit(const struct watch *w, int status)
+{
+	char names[2048], how[128];
+	int64_t ms = monotonic_ms() - w->started_ms;
+	const char *abbrev;
+
+	if (WIFSIGNALED(status)) {
+		abbrev = sigabbrev_np(WTERMSIG(status));
+		snprintf(how, sizeof(how), "was killed by signal %d%s%s%s%s", WTERMSIG(status),
+			 abbrev ? " (SIG" : "", abbrev ? abbrev : "", abbrev ? ")" : "",
+			 WCOREDUMP(status) ? ", core dumped" : "");
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+		snprintf(how, sizeof(how), "exited with status %d", WEXITSTATUS(status));
+	} else {
+		return;		/* a clean exit */
+	}
+	if (w->stop_passed_on) {
+		/* Stopped as asked; only the manner is news. */
+		fprintf(stderr, "handoff run: %s %s\n", w->program, how);
+		return;
+	}
+	watch_names_joined(w->opt, names, sizeof(names));
+	if (w->n_ours == 0)
+		fprintf(stderr, "handoff run: %s %s after %lld.%lld s, before it registered: no "
+			"connection for %s reached it\n", w->program, how, (long long)(ms / 1000),
+			(long long)(ms % 1000 / 100), names);
+	else
+		fprintf(stderr, "handoff run: %s %s after %lld.%lld s; %s %s no longer served by "
+			"it (clients get \"unrecognized name\" over TLS, 503 over HTTP, unless "
+			"another upstream serves %s)\n", w->program, how, (long long)(ms / 1000),
+			(long long)(ms % 1000 / 100), names, w->opt->n_names == 1 ? "is" : "are",
+			w->opt->n_names == 1 ? "it" : "them");
 }
 
 /* Pass a signal on to PROGRAM unless it has it already: the terminal
@@ -47,8 +93,6 @@ should_pass_on(const struct signalfd_siginfo *si, pid_t child)
 int
 supervise(struct watch *w, int signal_fd, int inotify_fd)
 {
-	int64_t start_ms = monotonic_ms();
-
 	for (;;) {
 		struct pollfd fds[2] = {
 			{ .fd = signal_fd, .events = POLLIN },
@@ -56,7 +100,7 @@ supervise(struct watch *w, int signal_fd, int inotify_fd)
 		};
 		struct signalfd_siginfo si;
 
-		if (poll(fds, inotify_fd >= 0 ? 2 : 1, watch_check_deadlines(w, start_ms)) < 0 &&
+		if (poll(fds, inotify_fd >= 0 ? 2 : 1, watch_check_deadlines(w)) < 0 &&
 		    errno != EINTR) {
 			fprintf(stderr, "handoff run: poll: %s\n", strerror(errno));
 			return 1;
@@ -69,14 +113,17 @@ supervise(struct watch *w, int signal_fd, int inotify_fd)
 			int status;
 
 			if (si.ssi_signo != SIGCHLD) {
-				if (should_pass_on(&si, w->child))
-					kill(w->child, (int)si.ssi_signo);
+				if (should_pass_on(&si, w->child) &&
+				    kill(w->child, (int)si.ssi_signo) == 0 &&
+				    stops_servers((int)si.ssi_signo))
+					w->stop_passed_on = true;
 				continue;
 			}
 			if (waitpid(w->child, &status, WNOHANG) == w->child) {
 				/* Its last words about the registration, if any. */
 				if (inotify_fd >= 0)
 					watch_read_inotify(w, inotify_fd);
+				report_exit(w, status);
 				return exit_status_of(status);
 			}
 		}

@@ -101,8 +101,8 @@ names_match(const struct run_options *opt, char *body)
 	return seen == opt->n_names;
 }
 
-static void
-names_joined(const struct run_options *opt, char *out, size_t size)
+void
+watch_names_joined(const struct run_options *opt, char *out, size_t size)
 {
 	size_t used = 0;
 
@@ -135,7 +135,7 @@ check_status(struct watch *w, const char *id)
 	if (strncmp(status, "refused: ", 9) != 0)
 		return;
 	status[strcspn(status, "\n")] = '\0';
-	names_joined(w->opt, names, sizeof(names));
+	watch_names_joined(w->opt, names, sizeof(names));
 	fprintf(stderr, "handoff run: the daemon refused %s: %s\n", names, status + 9);
 	w->refusal_reported[i] = true;
 }
@@ -239,14 +239,14 @@ warn_not_bound(const struct watch *w)
  * not answer, once its time is up. Returns the poll() timeout until the
  * next such moment (-1: none). */
 int
-watch_check_deadlines(struct watch *w, int64_t start_ms)
+watch_check_deadlines(struct watch *w)
 {
 	int64_t wait_ms = (int64_t)w->opt->wait_seconds * 1000, now = monotonic_ms(), due;
 
 	if (wait_ms == 0)
 		return -1;
 	if (w->n_ours == 0 && !w->warned_unbound) {
-		due = start_ms + wait_ms;
+		due = w->started_ms + wait_ms;
 		if (now < due)
 			return (int)(due - now);
 		warn_not_bound(w);

@@ -313,6 +313,56 @@ def test_run_reports_death_by_signal_as_128_plus_n(hx):
 	assert result.returncode == 3, result.stderr
 
 
+# A server that registers, then crashes when the test says so (a file).
+CRASHING_SERVER = """
+import os, signal, socket, sys, time
+port, go = int(sys.argv[1]), sys.argv[2]
+listener = socket.socket()
+listener.bind(("127.0.0.1", port))
+listener.listen(8)
+deadline = time.monotonic() + 60
+while not os.path.exists(go) and time.monotonic() < deadline:
+	time.sleep(0.05)
+os.kill(os.getpid(), signal.SIGSEGV)
+"""
+
+
+def test_run_reports_a_server_that_crashes(hx, runs):
+	"""The server registers, then dies of SIGSEGV: handoff run says so,
+	and that its name is no longer served, not only the daemon's log."""
+	port = free_port()
+	d = http_daemon(hx, port)
+	go = hx.dir / "crash-now"
+	run = runs("crash", [PYTHON, "-c", CRASHING_SERVER, port, go], ports=[port])
+	d.wait_log(r"registered upstream \d+-\w+ names=a.example")
+	go.write_text("")
+	assert run.wait_exit() == 128 + signal.SIGSEGV
+	stderr = run.stderr()
+	assert f"handoff run: {PYTHON} was killed by signal 11 (SIGSEGV" in stderr, stderr
+	assert "a.example is no longer served by it" in stderr, stderr
+
+
+def test_run_reports_a_server_that_exits_before_registering(hx):
+	hx.runtime_dir.joinpath("upstreams").mkdir(parents=True)
+	result = run_command("--name", NAME, "--port", free_port(), "--runtime-dir", hx.runtime_dir,
+			     "--", "sh", "-c", "echo 'cannot open the configuration' >&2; exit 1")
+	assert result.returncode == 1, result.stderr
+	lines = result.stderr.splitlines()
+	assert lines[0] == "cannot open the configuration", result.stderr
+	assert lines[1].startswith("handoff run: sh exited with status 1 after "), result.stderr
+	assert lines[1].endswith(" s, before it registered: no connection for a.example reached it"), \
+		result.stderr
+
+
+def test_run_says_nothing_more_when_stopped_as_asked(hx, runs):
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = start_probe(runs, d, port)
+	run.proc.send_signal(signal.SIGTERM)
+	assert run.wait_exit() == 0
+	assert "handoff run:" not in run.stderr(), run.stderr()
+
+
 def test_run_sets_the_environment_and_appends_to_ld_preload(hx, runs):
 	port = free_port()
 	d = http_daemon(hx, port)
