@@ -50,6 +50,10 @@ struct watch {
 	int64_t found_ms;		/* when the first of ours appeared */
 	bool stop_passed_on;		/* we passed on a signal that stops servers */
 	bool answered;			/* the daemon wrote a status for one of ours */
+	const char *preload;		/* the library's path */
+	int64_t next_check_ms;		/* preload_check_due(): next look at /proc */
+	int check_interval_ms;
+	bool warned_no_preload;
 	bool warned_unbound;
 	bool warned_unanswered;
 };
@@ -95,6 +99,14 @@ void watch_read_inotify(struct watch *w, int fd);
 int watch_check_deadlines(struct watch *w);
 /* "a.example, b.example" */
 void watch_names_joined(const struct run_options *opt, char *out, size_t size);
+
+/* preload_check.c: warn once about a process of PROGRAM's that holds its
+ * listener without the preload library. Checks come often after
+ * preload_check_soon(), then every few seconds; preload_check_due() runs
+ * one if it is time and returns the poll() timeout until the next (-1:
+ * none). */
+void preload_check_soon(struct watch *w, int64_t now);
+int preload_check_due(struct watch *w);
 
 /* supervise.c */
 int supervise(struct watch *w, int signal_fd, int inotify_fd);

@@ -110,6 +110,8 @@ cmd_run(int argc, char **argv)
 	}
 	fflush(NULL);
 	w.started_ms = monotonic_ms();
+	w.preload = preload;
+	preload_check_soon(&w, w.started_ms);
 	w.child = fork();
 	if (w.child < 0) {
 		fprintf(stderr, "handoff run: fork: %s\n", strerror(errno));

@@ -88,6 +88,15 @@ should_pass_on(const struct signalfd_siginfo *si, pid_t child)
 	return true;
 }
 
+/* The sooner of two poll() timeouts, where -1 is never. */
+static int
+earliest(int a, int b)
+{
+	if (a < 0)
+		return b;
+	return b < 0 || a < b ? a : b;
+}
+
 /* Forward signals, watch the registration, and return PROGRAM's exit
  * status once it has ended. */
 int
@@ -99,8 +108,9 @@ supervise(struct watch *w, int signal_fd, int inotify_fd)
 			{ .fd = inotify_fd, .events = POLLIN },
 		};
 		struct signalfd_siginfo si;
+		int timeout = earliest(watch_check_deadlines(w), preload_check_due(w));
 
-		if (poll(fds, inotify_fd >= 0 ? 2 : 1, watch_check_deadlines(w)) < 0 &&
+		if (poll(fds, inotify_fd >= 0 ? 2 : 1, timeout) < 0 &&
 		    errno != EINTR) {
 			fprintf(stderr, "handoff run: poll: %s\n", strerror(errno));
 			return 1;

@@ -159,6 +159,8 @@ check_names(struct watch *w, const char *id)
 	if (w->n_ours == 0)
 		w->found_ms = monotonic_ms();
 	strcpy(w->ours[w->n_ours++], id);
+	/* A launcher between handoff run and the server acts now. */
+	preload_check_soon(w, monotonic_ms());
 	/* The daemon may have answered before this event was read. */
 	check_status(w, id);
 }

@@ -1,9 +1,11 @@
 # test_preload.py - libhandoff-preload.so and `handoff run`: an unmodified Python server behaves as on a TCP listener, and the command's contract.
 import os
+import shutil
 import signal
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -361,6 +363,74 @@ def test_run_says_nothing_more_when_stopped_as_asked(hx, runs):
 	run.proc.send_signal(signal.SIGTERM)
 	assert run.wait_exit() == 0
 	assert "handoff run:" not in run.stderr(), run.stderr()
+
+
+# ---- launchers between handoff run and the server ----
+
+SOCKET_ACTIVATED = Path(__file__).resolve().parent / "launchers" / "socket_activated.py"
+NO_PRELOAD = "but without the preload library"
+LAUNCHER_WAIT = 20	# the warning comes within seconds; generous for a loaded machine
+
+
+def socket_activate():
+	"""systemd-socket-activate, or an AssertionError naming its package."""
+	path = shutil.which("systemd-socket-activate")
+	assert path, ("systemd-socket-activate is not installed: install the Debian package systemd "
+		      "(tests/integration/launchers/packages.txt)")
+	return path
+
+
+def test_run_warns_when_env_i_drops_the_preload(hx, runs):
+	"""env -i starts the server with an empty environment: it binds the
+	port for real, and no connection from the daemon reaches it."""
+	port = free_port()
+	server_port = free_port()
+	http_daemon(hx, port)
+	run = runs("env-i", ["env", "-i", PYTHON, "-m", "http.server", server_port, "--bind",
+			     "127.0.0.1"], ports=[server_port], wait=0)
+	run.wait_stderr(NO_PRELOAD, timeout=LAUNCHER_WAIT)
+	warning = next(line for line in run.stderr().splitlines() if NO_PRELOAD in line)
+	assert warning.startswith("handoff run: python3 (pid "), warning
+	assert f"listens on TCP port {server_port} itself" in warning, warning
+	assert "env -i" in warning and "LD_PRELOAD" in warning, warning
+	assert run.stderr().count(NO_PRELOAD) == 1, run.stderr()
+
+
+def test_run_warns_when_systemd_socket_activate_drops_the_preload(hx, runs):
+	"""systemd-socket-activate (with the preload) binds the port, which
+	becomes a registered receiver; when the first connection comes, it
+	starts the server without LD_PRELOAD: the server holds the receiver
+	and cannot accept from it."""
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = runs("socket-activate", [socket_activate(), "-l", f"127.0.0.1:{port}", PYTHON,
+				       SOCKET_ACTIVATED], ports=[port], wait=0)
+	d.wait_log(r"registered upstream \d+-")
+	assert NO_PRELOAD not in run.stderr()	# nothing wrong yet
+	# The first connection starts the server; it is never answered.
+	with pytest.raises((OSError, ValueError)):
+		http_get(port, NAME, timeout=3)
+	run.wait_stderr(NO_PRELOAD, timeout=LAUNCHER_WAIT)
+	warning = next(line for line in run.stderr().splitlines() if NO_PRELOAD in line)
+	assert warning.startswith("handoff run: python3 (pid "), warning
+	assert "holds the listener registered for a.example" in warning, warning
+	assert "systemd-socket-activate without -E LD_PRELOAD" in warning, warning
+
+
+def test_run_with_socket_activation_keeping_the_preload_serves_and_warns_not(hx, runs):
+	"""The fix docs/servers.md gives: -E LD_PRELOAD. The server adopts the
+	receiver, serves through the daemon, and no warning appears."""
+	port = free_port()
+	d = http_daemon(hx, port)
+	run = runs("socket-activate-e", [socket_activate(), "-E", "LD_PRELOAD", "-l",
+					 f"127.0.0.1:{port}", PYTHON, SOCKET_ACTIVATED],
+		   ports=[port], wait=0)
+	d.wait_log(r"registered upstream \d+-")
+	assert wait_for(lambda: run.proc.poll() is None and
+			http_get(port, NAME).body == b"socket-activated\n", 20, interval=0.2), \
+		run.stderr()
+	time.sleep(3)		# past the first checks
+	assert NO_PRELOAD not in run.stderr(), run.stderr()
 
 
 def test_run_sets_the_environment_and_appends_to_ld_preload(hx, runs):
