@@ -59,10 +59,21 @@ find_receivers(const struct watch *w, struct targets *t)
 		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %lu %n", &inode, &path_at) != 1 ||
 		    path_at == 0 || line[path_at] != '/')
 			continue;
+		/* The path as bound: ID.sock in the registration's directory
+		 * while it was still .ID (renamed to ID later), or directly in
+		 * upstreams/ as older libhandoff binds it. */
 		for (size_t i = 0; i < w->n_ours; i++) {
-			if (snprintf(path, sizeof(path), "%s/%s%s", w->upstreams, w->ours[i],
-				     WIRE_SOCK_SUFFIX) < (int)sizeof(path) &&
-			    strcmp(line + path_at, path) == 0)
+			const char *id = w->ours[i];
+
+			if ((snprintf(path, sizeof(path), "%s/.%s/%s%s", w->upstreams, id, id,
+				      WIRE_SOCK_SUFFIX) < (int)sizeof(path) &&
+			     strcmp(line + path_at, path) == 0) ||
+			    (snprintf(path, sizeof(path), "%s/%s/%s%s", w->upstreams, id, id,
+				      WIRE_SOCK_SUFFIX) < (int)sizeof(path) &&
+			     strcmp(line + path_at, path) == 0) ||
+			    (snprintf(path, sizeof(path), "%s/%s%s", w->upstreams, id,
+				      WIRE_SOCK_SUFFIX) < (int)sizeof(path) &&
+			     strcmp(line + path_at, path) == 0))
 				add_target(t, inode, 0);
 		}
 	}
