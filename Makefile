@@ -33,7 +33,10 @@ BUILD    ?= build
 endif
 
 CORE_SRCS   := $(filter-out src/main.c,$(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c)))
-CORE_OBJS   := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+CORE_OBJS   := $(CORE_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/dashboard.o
+# The admin endpoint: libmicrohttpd serves HTTP in its own thread, jansson
+# writes the JSON; `handoff status` fetches with libcurl (docs/architecture.md).
+DAEMON_LIBS := -lmicrohttpd -ljansson -lcurl -lpthread
 PRELOAD_SRCS := $(wildcard lib/preload*.c)
 LIB_SRCS    := $(filter-out $(PRELOAD_SRCS),$(wildcard lib/*.c))
 LIB_OBJS    := $(LIB_SRCS:%.c=$(BUILD)/pic/%.o)
@@ -53,11 +56,25 @@ $(BUILD)/pic/%.o: %.c $(wildcard $(SRC_DIRS:%=%/*.h) include/*.h lib/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) -fPIC -fvisibility=hidden -c -o $@ $<
 
+# The dashboard (one HTML file with its CSS and script) is compiled into the
+# daemon as a byte array, so it needs no files at run time and no CDN.
+$(BUILD)/gen/dashboard.c: src/daemon/dashboard.html
+	@mkdir -p $(dir $@)
+	{ echo '/* dashboard.c - generated from src/daemon/dashboard.html by the Makefile; do not edit. */'; \
+	  echo '#include "admin_internal.h"'; \
+	  echo 'const unsigned char admin_dashboard_html[] = {'; \
+	  xxd -i < $<; \
+	  echo '};'; \
+	  echo "const unsigned int admin_dashboard_html_len = $$(wc -c < $<);"; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/dashboard.o: $(BUILD)/gen/dashboard.c src/daemon/admin_internal.h
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
+
 $(BUILD)/libcore.a: $(CORE_OBJS)
 	rm -f $@ && ar rcs $@ $^
 
 $(BUILD)/handoff: $(BUILD)/src/main.o $(BUILD)/libcore.a
-	$(CC) $(LDFLAGS) -o $@ $^
+	$(CC) $(LDFLAGS) -o $@ $^ $(DAEMON_LIBS)
 
 $(BUILD)/libhandoff.so: $(LIB_OBJS)
 	$(CC) $(LDFLAGS) -shared -Wl,-soname,libhandoff.so.1 -o $@ $^
@@ -98,10 +115,10 @@ SAMPLE_CHECK := $(BUILD)/tests/unit/sample_check.o
 $(SAMPLE_CHECK) $(SAMPLE_TESTS:$(BUILD)/%=$(BUILD)/tests/unit/%.o): tests/unit/sample_check.h
 
 $(SAMPLE_TESTS): $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(SAMPLE_CHECK) $(BUILD)/libcore.a
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(DAEMON_LIBS)
 
 $(BUILD)/test_%: $(BUILD)/tests/unit/test_%.o $(BUILD)/libcore.a
-	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka
+	$(CC) $(LDFLAGS) -o $@ $^ -lcmocka $(DAEMON_LIBS)
 
 unit: $(UNIT_BINS)
 

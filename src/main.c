@@ -8,6 +8,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "admin.h"
 #include "config.h"
 #include "conn.h"
 #include "listener.h"
@@ -18,6 +19,8 @@
 #include "route.h"
 #include "run.h"
 #include "server.h"
+#include "stats.h"
+#include "status.h"
 #include "tcp_target.h"
 #include "upstream.h"
 
@@ -34,6 +37,8 @@ static const char usage_text[] =
 	"       handoff check -c FILE      validate a configuration file and exit\n"
 	"       handoff run --name NAME --port PORT -- PROGRAM [ARGS...]\n"
 	"                                  run a TCP server as an upstream (see 'handoff run --help')\n"
+	"       handoff status [-c FILE | --admin ADDRESS]\n"
+	"                                  show routes, upstreams and counters from the admin endpoint\n"
 	"       handoff version            print the version\n"
 	"       handoff help               this text\n"
 	"\n"
@@ -185,8 +190,9 @@ cmd_serve(int argc, char **argv)
 	}
 	unsigned long nofile = net_raise_nofile();
 	relay_budget_init(nofile);
-	if (listeners_open(err, sizeof(err)) < 0 || routes_init(err, sizeof(err)) < 0 ||
-	    upstreams_init(err, sizeof(err)) < 0) {
+	if (stats_init(server.cfg.n_listeners) < 0 || listeners_open(err, sizeof(err)) < 0 ||
+	    routes_init(err, sizeof(err)) < 0 || upstreams_init(err, sizeof(err)) < 0 ||
+	    admin_start(HANDOFF_VERSION, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return 1;
 	}
@@ -201,6 +207,7 @@ cmd_serve(int argc, char **argv)
 	 * those already handed off belong to their upstreams and are not
 	 * touched. They go before the listeners, whose configuration their
 	 * access-log lines name. */
+	admin_stop();
 	conns_close_all();
 	listeners_close();
 	upstreams_close();
@@ -208,6 +215,7 @@ cmd_serve(int argc, char **argv)
 	relays_reap();
 	relay_pipes_close();
 	log_stats();
+	stats_free();
 	loop_io_del(server.loop, &signal_io);
 	close(signal_io.fd);
 	loop_free(server.loop);
@@ -229,6 +237,8 @@ main(int argc, char **argv)
 		return cmd_serve(argc - 2, argv + 2);
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check(argc - 2, argv + 2);
+	if (strcmp(cmd, "status") == 0)
+		return cmd_status(argc - 2, argv + 2);
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

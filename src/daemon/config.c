@@ -44,6 +44,7 @@ static const struct directive directives[] = {
 	{ "route", "route PATTERN to tcp:HOST:PORT [weight N] [tcp:HOST:PORT ...] [balance round-robin|least-conn] "
 		   "[proxy v1|v2] [connect-timeout D] [idle-timeout D] [fail-after N] [retry-after D] [check D]",
 	  DIRECTIVE_ROUTE, 0 },
+	{ "admin", "admin ADDRESS:PORT|unix:PATH, or admin allow CIDR[,CIDR...]", DIRECTIVE_ADMIN, 0 },
 };
 _Static_assert(sizeof(directives) / sizeof(directives[0]) == N_DIRECTIVES,
 	       "N_DIRECTIVES in config_internal.h counts the directive table");
@@ -370,6 +371,8 @@ parse_line(struct parser *p, char *line)
 		return parse_grant(p, d, args, n_args);
 	if (d->kind == DIRECTIVE_ROUTE)
 		return parse_route(p, d, args, n_args);
+	if (d->kind == DIRECTIVE_ADMIN)
+		return parse_admin(p, d, args, n_args);
 
 	/* The rest take exactly one value and may appear once. */
 	if (n_args != 1)
@@ -402,6 +405,7 @@ parse_line(struct parser *p, char *line)
 	case DIRECTIVE_LISTEN:
 	case DIRECTIVE_GRANT:
 	case DIRECTIVE_ROUTE:
+	case DIRECTIVE_ADMIN:
 		break;
 	}
 	return 0;
@@ -477,7 +481,7 @@ config_load_string(const char *text, const char *label, struct config *out, char
 		report(err, errlen, label, 0, "no 'listen' directive (add e.g. 'listen 127.0.0.1:8443 tls')");
 		goto error;
 	}
-	if (check_relay_limits(&p) < 0)
+	if (check_relay_limits(&p) < 0 || check_admin(&p) < 0)
 		goto error;
 	*out = cfg;
 	return 0;

@@ -71,6 +71,20 @@ struct config_grant {			/* one per pattern; grant lines for it accumulate */
 	int line;
 };
 
+/* The admin endpoint (admin.c): off unless an `admin` line gives its address. */
+#define CONFIG_MAX_ADMIN_ALLOW 16
+struct config_admin {
+	bool enabled;
+	bool is_unix;			/* unix:PATH instead of an IP address */
+	char unix_path[108];		/* sizeof sun_path */
+	struct sockaddr_storage addr;
+	socklen_t addrlen;
+	char text[140];			/* "127.0.0.1:9180" or "unix:/run/handoff/admin.sock" */
+	int line;			/* where `admin ADDRESS` was given */
+	struct config_cidr allow[CONFIG_MAX_ADMIN_ALLOW];	/* `admin allow`: the only clients served */
+	size_t n_allow;
+};
+
 struct config {
 	char source[PATH_MAX];		/* file name, or "(built-in)" */
 	char runtime_dir[PATH_MAX];
@@ -89,6 +103,7 @@ struct config {
 	size_t n_grants;
 	struct config_route *routes;
 	size_t n_routes;
+	struct config_admin admin;
 };
 
 /* The configuration used when no -c is given (the demo). */
@@ -112,6 +127,10 @@ bool config_may_claim(const struct config *cfg, const char *name, uid_t uid);
 
 /* True if addr lies in one of the listener's accept-proxy sources. */
 bool config_is_trusted(const struct config_listener *l, const struct sockaddr_storage *addr);
+
+/* Whether the admin endpoint serves a client at addr: one in an `admin
+ * allow` range, or with none given, a loopback client. */
+bool config_admin_allows(const struct config_admin *admin, const struct sockaddr *addr);
 
 /* Default runtime directory for the calling user: libhandoff's rule without
  * $HANDOFF_RUNTIME_DIR, which the daemon ignores. */

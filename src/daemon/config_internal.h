@@ -14,7 +14,7 @@
 #define COUNT_MAX 1000000u
 #define DEFAULT_BACKLOG 511
 
-#define N_DIRECTIVES 13	/* entries in the directive table of config.c */
+#define N_DIRECTIVES 14	/* entries in the directive table of config.c */
 
 enum directive_kind {
 	DIRECTIVE_RUNTIME_DIR,
@@ -25,6 +25,7 @@ enum directive_kind {
 	DIRECTIVE_LISTEN,
 	DIRECTIVE_GRANT,
 	DIRECTIVE_ROUTE,
+	DIRECTIVE_ADMIN,
 };
 
 struct directive {
@@ -56,5 +57,10 @@ bool parse_duration(const char *s, unsigned *ms);
 int parse_listen(struct parser *p, const struct directive *d, char **args, size_t n);
 /* config_route.c */
 int parse_route(struct parser *p, const struct directive *d, char **args, size_t n);
+
+/* config_admin.c: the admin directive, and the check that it is not open
+ * to everyone by accident (run once the whole file is read). */
+int parse_admin(struct parser *p, const struct directive *d, char **args, size_t n);
+int check_admin(struct parser *p);
 
 #endif

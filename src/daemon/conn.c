@@ -17,6 +17,7 @@
 #include "net.h"
 #include "proxy_proto.h"
 #include "route.h"
+#include "stats.h"
 #include "tcp_target.h"
 #include "tls_hello.h"
 #include "upstream.h"
@@ -85,6 +86,7 @@ end_peek_phase(struct conn *c)
 	if (c->state != CONN_PEEKING)
 		return;
 	server.n_peeking--;
+	stats_peek_ended(c);
 	iplimit_release(c->ip_slot);
 	c->ip_slot = NULL;
 	if (listeners_paused() && server.n_peeking < server.cfg.max_peeking)
@@ -119,6 +121,7 @@ conn_destroy(struct conn *c, enum outcome outcome, const char *upstream_id, cons
 	}
 	c->state = CONN_DONE;
 	server.outcomes[outcome]++;
+	stats_conn_ended(c, outcome, upstream_id, why);
 	log_access(c, outcome, upstream_id, why);
 	TAILQ_REMOVE(&live_conns, c, all_link);
 	TAILQ_INSERT_TAIL(&dead_conns, c, all_link);
@@ -446,6 +449,7 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 	TAILQ_INSERT_TAIL(&live_conns, c, all_link);
 	server.accepted++;
 	server.n_peeking++;
+	stats_accepted(c);
 
 	c->ip_slot = iplimit_acquire(peer, server.cfg.max_per_ip);
 	if (c->ip_slot == NULL) {

@@ -296,6 +296,7 @@ try_register(const char *id, bool in_dir)
 		goto out;
 	snprintf(up->id, sizeof(up->id), "%s", id);
 	up->in_dir = in_dir;
+	up->registered_ms = loop_now_ms();
 	up->target.ops = &upstream_target_ops;
 	snprintf(up->target.label, sizeof(up->target.label), "%s", id);
 	up->target.weight = 1;
@@ -395,6 +396,14 @@ free_upstream(struct upstream *up)
 		free(up->names[i]);
 	free(up->names);
 	free(up);
+}
+
+void
+upstreams_foreach(void (*fn)(const struct upstream *up, void *arg), void *arg)
+{
+	const struct upstream *up;
+	TAILQ_FOREACH(up, &upstreams, link)
+		fn(up, arg);
 }
 
 void

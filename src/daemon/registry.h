@@ -4,6 +4,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "log.h"
@@ -22,6 +23,10 @@ bool already_refused(const char *id);
 void forget_refused(const char *id);
 void forget_all_refused(void);
 
+/* Call fn for every refused claim still remembered: its id, uid, why and
+ * when (monotonic ms). */
+void refusals_foreach(void (*fn)(const char *id, uid_t uid, const char *why, uint64_t when_ms, void *arg),
+		      void *arg);
 /* May one more refusal-type line be logged now? Counts those that may not. */
 bool refusal_log_allowed(void);
 

@@ -23,6 +23,8 @@
 struct refusal {
 	char *id;
 	uid_t uid;
+	char *why;		/* as logged and written to ID.status */
+	uint64_t when_ms;	/* monotonic */
 };
 
 static struct refusal refused[MAX_REFUSED_REMEMBERED];
@@ -54,6 +56,7 @@ forget_refused(const char *id)
 	for (size_t i = 0; i < n_refused; i++) {
 		if (strcmp(refused[i].id, id) == 0) {
 			free(refused[i].id);
+			free(refused[i].why);
 			refused[i] = refused[--n_refused];
 			return;
 		}
@@ -152,16 +155,30 @@ refuse(const char *id, uid_t uid, const char *fmt, ...)
 	snprintf(status, sizeof(status), "refused: %s", why);
 	write_status(id, status);
 	if (n_refused < MAX_REFUSED_REMEMBERED) {
-		char *copy = strdup(id);
-		if (copy != NULL)
-			refused[n_refused++] = (struct refusal){ .id = copy, .uid = uid };
+		char *copy = strdup(id), *why_copy = strdup(why);
+		if (copy != NULL && why_copy != NULL) {
+			refused[n_refused++] = (struct refusal){ .id = copy, .uid = uid, .why = why_copy,
+								 .when_ms = loop_now_ms() };
+		} else {
+			free(copy);
+			free(why_copy);
+		}
 	}
 }
 
 void
 forget_all_refused(void)
 {
-	for (size_t i = 0; i < n_refused; i++)
+	for (size_t i = 0; i < n_refused; i++) {
 		free(refused[i].id);
+		free(refused[i].why);
+	}
 	n_refused = 0;
+}
+
+void
+refusals_foreach(void (*fn)(const char *id, uid_t uid, const char *why, uint64_t when_ms, void *arg), void *arg)
+{
+	for (size_t i = 0; i < n_refused; i++)
+		fn(refused[i].id, refused[i].uid, refused[i].why, refused[i].when_ms, arg);
 }

@@ -164,6 +164,7 @@ target_failed(struct target *t, const struct config_route *cfg, const char *why)
 	unsigned fail_after = cfg ? cfg->fail_after : 1;
 	unsigned retry_after_ms = cfg ? cfg->retry_after_ms : 30000;
 	t->fails++;
+	t->failures++;
 	if (t->fails >= fail_after && t->down_until_ms <= loop_now_ms()) {
 		log_warnx("target %s is down after %u failure%s (%s): skipped for %u ms", t->label, t->fails,
 			  t->fails == 1 ? "" : "s", why, retry_after_ms);

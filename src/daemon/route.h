@@ -35,6 +35,7 @@ struct target {
 	int64_t current;		/* smooth weighted round-robin state */
 	unsigned active;		/* connections connecting or relayed through it */
 	unsigned fails;			/* consecutive failures */
+	uint64_t failures;		/* failures since start, for the admin endpoint */
 	uint64_t down_until_ms;		/* passive health: skipped until then */
 	bool busy;			/* its queue was full at the last attempt */
 	unsigned n_waiting;		/* connections queued at it */

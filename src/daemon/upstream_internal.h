@@ -28,6 +28,7 @@ struct upstream {
 	TAILQ_HEAD(, conn) waiting;	/* connections waiting for room, FIFO;
 					 * target.n_waiting counts them */
 	bool dead;			/* dropped; freed after the current batch */
+	uint64_t registered_ms;		/* monotonic, when it was registered */
 	TAILQ_ENTRY(upstream) link;
 };
 
@@ -39,5 +40,8 @@ void upstream_on_event(struct loop_io *io, uint32_t revents);
 /* Take an upstream out of routing (registry.c). Its waiting connections
  * are routed again; remove_files also deletes its files (it is gone). */
 void upstream_drop(struct upstream *up, const char *why, bool remove_files);
+
+/* Call fn for every registered upstream (the admin endpoint's snapshot). */
+void upstreams_foreach(void (*fn)(const struct upstream *up, void *arg), void *arg);
 
 #endif

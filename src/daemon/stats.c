@@ -1,0 +1,136 @@
+/* stats.c - per-listener counters, latency histograms and the ring of recent connections, kept by the event loop. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "config.h"
+#include "conn.h"
+#include "listener.h"
+#include "loop.h"
+#include "stats.h"
+
+/* 100 µs to 10 s: a peek is usually well under a millisecond on loopback,
+ * a slow client or a busy upstream takes seconds (peek-timeout, handoff-timeout). */
+const uint64_t stats_bucket_us[STATS_BUCKETS] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+	100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
+};
+
+static struct listener_stats *per_listener;
+static size_t n_per_listener;
+static struct stats_recent recent[STATS_RECENT];
+static size_t recent_next, recent_count;
+
+int
+stats_init(size_t n_listeners)
+{
+	stats_free();
+	per_listener = calloc(n_listeners ? n_listeners : 1, sizeof(*per_listener));
+	if (per_listener == NULL)
+		return -1;
+	n_per_listener = n_listeners;
+	return 0;
+}
+
+void
+stats_free(void)
+{
+	free(per_listener);
+	per_listener = NULL;
+	n_per_listener = 0;
+	recent_next = recent_count = 0;
+}
+
+/* The listener's row, or NULL if its configuration is not the one counted
+ * (stats_init not called, or a listener of another configuration). */
+static struct listener_stats *
+row_of(const struct conn *c)
+{
+	const struct config_listener *base = server.cfg.listeners;
+	if (per_listener == NULL || c->listener == NULL || base == NULL || c->listener->cfg < base ||
+	    c->listener->cfg >= base + n_per_listener)
+		return NULL;
+	return &per_listener[c->listener->cfg - base];
+}
+
+static void
+observe(struct stats_histogram *h, uint64_t us)
+{
+	size_t b = 0;
+	while (b < STATS_BUCKETS && us > stats_bucket_us[b])
+		b++;
+	h->counts[b]++;
+	h->sum_us += us;
+	h->count++;
+}
+
+void
+stats_accepted(const struct conn *c)
+{
+	struct listener_stats *row = row_of(c);
+	if (row == NULL)
+		return;
+	row->accepted++;
+	row->peeking++;
+}
+
+void
+stats_peek_ended(const struct conn *c)
+{
+	struct listener_stats *row = row_of(c);
+	if (row == NULL)
+		return;
+	if (row->peeking > 0)
+		row->peeking--;
+	observe(&row->peek, c->peek_us ? c->peek_us : loop_now_us() - c->accepted_us);
+}
+
+void
+stats_conn_ended(const struct conn *c, enum outcome outcome, const char *upstream_id, const char *why)
+{
+	uint64_t total_us = loop_now_us() - c->accepted_us;
+	struct listener_stats *row = row_of(c);
+	if (row != NULL) {
+		row->outcomes[outcome]++;
+		if (outcome == OUTCOME_HANDOFF)
+			observe(&row->handoff, total_us);
+	}
+	struct stats_recent *r = &recent[recent_next];
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	memset(r, 0, sizeof(*r));
+	r->when_real_us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+	snprintf(r->client, sizeof(r->client), "%s", c->peer_text);
+	if (c->listener != NULL && c->listener->cfg != NULL) {
+		snprintf(r->listener, sizeof(r->listener), "%s", c->listener->cfg->text);
+		snprintf(r->protocol, sizeof(r->protocol), "%s",
+			 c->listener->cfg->proto == LISTENER_TLS ? "tls" : "http");
+	}
+	snprintf(r->name, sizeof(r->name), "%s", c->has_name && c->peek.name[0] ? c->peek.name : "");
+	snprintf(r->upstream, sizeof(r->upstream), "%s", upstream_id ? upstream_id : "");
+	r->outcome = outcome;
+	r->peek_us = c->peek_us;
+	r->total_us = total_us;
+	snprintf(r->why, sizeof(r->why), "%s", why ? why : "");
+	recent_next = (recent_next + 1) % STATS_RECENT;
+	if (recent_count < STATS_RECENT)
+		recent_count++;
+}
+
+const struct listener_stats *
+stats_listener(size_t i)
+{
+	return i < n_per_listener ? &per_listener[i] : NULL;
+}
+
+size_t
+stats_recent(struct stats_recent *out, size_t max)
+{
+	size_t n = recent_count < max ? recent_count : max;
+	/* The n newest, oldest of them first. */
+	size_t start = (recent_next + STATS_RECENT - n) % STATS_RECENT;
+	for (size_t i = 0; i < n; i++)
+		out[i] = recent[(start + i) % STATS_RECENT];
+	return n;
+}

@@ -1,0 +1,62 @@
+/* stats.h - per-listener counters, latency histograms and the ring of recent connections, kept by the event loop. */
+#ifndef HANDOFF_STATS_H
+#define HANDOFF_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "server.h"
+
+struct conn;
+
+/* Upper bounds of the latency histogram buckets, in microseconds; one more
+ * bucket (+Inf) follows. Shared by the peek and the handoff histograms. */
+#define STATS_BUCKETS 16
+extern const uint64_t stats_bucket_us[STATS_BUCKETS];
+
+struct stats_histogram {
+	uint64_t counts[STATS_BUCKETS + 1];	/* per bucket, not cumulative; last is +Inf */
+	uint64_t sum_us;
+	uint64_t count;
+};
+
+struct listener_stats {
+	uint64_t accepted;
+	unsigned peeking;			/* in the peek phase now */
+	uint64_t outcomes[OUTCOME_COUNT];
+	struct stats_histogram peek;		/* accept to the parser's answer */
+	struct stats_histogram handoff;		/* accept to handed off (local upstreams) */
+};
+
+/* The last STATS_RECENT connections, newest last: what their access-log
+ * lines said. */
+#define STATS_RECENT 64
+struct stats_recent {
+	uint64_t when_real_us;		/* wall clock when it ended */
+	char client[64];
+	char listener[80];
+	char protocol[8];
+	char name[256];
+	char upstream[128];
+	enum outcome outcome;
+	uint64_t peek_us;
+	uint64_t total_us;		/* accept to the end of our part */
+	char why[128];
+};
+
+/* Size the per-listener table; 0 or -1 (out of memory). */
+int stats_init(size_t n_listeners);
+void stats_free(void);
+
+/* The hooks conn.c calls. */
+void stats_accepted(const struct conn *c);
+void stats_peek_ended(const struct conn *c);
+void stats_conn_ended(const struct conn *c, enum outcome outcome, const char *upstream_id, const char *why);
+
+/* Listener i's counters (NULL past the end). */
+const struct listener_stats *stats_listener(size_t i);
+
+/* Recent connections, oldest first; returns how many were copied (<= max). */
+size_t stats_recent(struct stats_recent *out, size_t max);
+
+#endif
