@@ -11,6 +11,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="gcc clang make libc6-dev libssl-dev libcmocka-dev libclang-rt-14-dev
+	libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev xxd
 	python3 python3-pytest curl openssl iproute2 procps psmisc util-linux"
 # Test suites that need more (the real servers behind `handoff run`) list
 # their Debian packages in a packages.txt next to them, one per line.
