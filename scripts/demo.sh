@@ -24,7 +24,8 @@ case "${1:-}" in
 	;;
 esac
 
-PACKAGES="gcc make pkg-config libc6-dev libssl-dev openssl curl nginx nodejs"
+PACKAGES="gcc make pkg-config libc6-dev libssl-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev xxd
+	openssl curl nginx nodejs"
 
 package_installed() {
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
