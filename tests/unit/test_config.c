@@ -20,7 +20,7 @@
 
 #define LABEL "test.conf"
 #define KNOWN "(known: runtime-dir, access-log, peek-timeout, handoff-timeout, max-peeking, " \
-	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, ipv6-prefix, listen, grant, route)"
+	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, ipv6-prefix, listen, grant, route, admin)"
 #define LISTEN_USAGE "'listen ADDRESS:PORT tls|http [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]]'"
 #define ADDRESS_EXAMPLES "e.g. 127.0.0.1:8443, *:443 or [::1]:8443"
 #define PRINCIPAL_HINT "expected a user name, a numeric uid, @group, @GID or self"
@@ -954,6 +954,63 @@ test_relay_limits(void **state)
 		     LABEL ":3: max-relays-per-ip: already set on line 2");
 }
 
+/* The admin endpoint: loopback or a Unix socket as is; any other address
+ * only with `admin allow`, which then decides who is served. */
+static void
+test_admin(void **state)
+{
+	(void)state;
+	struct config cfg;
+	load_ok("listen 127.0.0.1:8443 tls\n", &cfg);
+	assert_false(cfg.admin.enabled);
+	config_free(&cfg);
+
+	load_ok("listen 127.0.0.1:8443 tls\nadmin [::1]:9180\n", &cfg);
+	assert_true(cfg.admin.enabled);
+	assert_string_equal(cfg.admin.text, "[::1]:9180");
+	struct sockaddr_in6 v6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+	struct sockaddr_in v4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	assert_true(config_admin_allows(&cfg.admin, (struct sockaddr *)&v6));
+	assert_true(config_admin_allows(&cfg.admin, (struct sockaddr *)&v4));
+	v4.sin_addr.s_addr = htonl(0x0a000001);
+	assert_false(config_admin_allows(&cfg.admin, (struct sockaddr *)&v4));
+	config_free(&cfg);
+
+	load_ok("listen 127.0.0.1:8443 tls\nadmin unix:/run/handoff/admin.sock\n", &cfg);
+	assert_true(cfg.admin.is_unix);
+	assert_string_equal(cfg.admin.unix_path, "/run/handoff/admin.sock");
+	config_free(&cfg);
+
+	load_ok("listen 127.0.0.1:8443 tls\nadmin *:9180\nadmin allow 10.0.0.0/8,[2001:db8::]/32\n"
+		"admin allow 192.0.2.7\n", &cfg);
+	assert_int_equal(cfg.admin.n_allow, 3);
+	v4.sin_addr.s_addr = htonl(0x0a010203);
+	assert_true(config_admin_allows(&cfg.admin, (struct sockaddr *)&v4));
+	v4.sin_addr.s_addr = htonl(0x7f000001);	/* loopback, not listed */
+	assert_false(config_admin_allows(&cfg.admin, (struct sockaddr *)&v4));
+	v4.sin_addr.s_addr = htonl(0xc0000207);
+	assert_true(config_admin_allows(&cfg.admin, (struct sockaddr *)&v4));
+	v4.sin_addr.s_addr = htonl(0xc0000208);
+	assert_false(config_admin_allows(&cfg.admin, (struct sockaddr *)&v4));
+	config_free(&cfg);
+
+	expect_error("listen 127.0.0.1:8443 tls\nadmin 192.0.2.1:9180\n",
+		     "test.conf:2: admin: 192.0.2.1:9180 is not a loopback address, and the admin endpoint shows "
+		     "every route, upstream and client (use 127.0.0.1:PORT or unix:PATH, or list who may ask with "
+		     "'admin allow ADDR/PREFIX')");
+	expect_error("listen 127.0.0.1:8443 tls\nadmin allow 10.0.0.0/8\n",
+		     "test.conf:2: admin allow: given without 'admin ADDRESS:PORT' (add e.g. 'admin 127.0.0.1:9180')");
+	expect_error("listen 127.0.0.1:8443 tls\nadmin 127.0.0.1:9180\nadmin 127.0.0.1:9181\n",
+		     "test.conf:3: admin: already set on line 2 (one admin endpoint per daemon)");
+	expect_error("listen 127.0.0.1:8443 tls\nadmin unix:relative.sock\n",
+		     "test.conf:2: admin: 'unix:relative.sock' needs an absolute path after unix: "
+		     "(e.g. 127.0.0.1:9180, [::1]:9180 or unix:/run/handoff/admin.sock)");
+	expect_error("listen 127.0.0.1:8443 tls\nadmin 127.0.0.1:0\n",
+		     "test.conf:2: admin: bad port '0' in '127.0.0.1:0' (expected 1..65535)");
+	expect_error("listen 127.0.0.1:8443 tls\nadmin 127.0.0.1:9180\nadmin allow 10.0.0.0/33\n",
+		     "test.conf:3: admin allow: bad prefix length in '10.0.0.0/33' (expected 0..32)");
+}
+
 int
 main(void)
 {
@@ -990,6 +1047,7 @@ main(void)
 		cmocka_unit_test(test_route_errors),
 		cmocka_unit_test(test_accept_proxy),
 		cmocka_unit_test(test_relay_limits),
+		cmocka_unit_test(test_admin),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
