@@ -19,6 +19,8 @@
 enum wire_protocol {
 	WIRE_PROTO_TLS = 1,
 	WIRE_PROTO_HTTP = 2,
+	WIRE_PROTO_SSH = 3,	/* detect listener: an SSH client */
+	WIRE_PROTO_SILENT = 4,	/* detect listener: a client waiting for the server to speak */
 };
 
 struct wire_header {
@@ -41,13 +43,20 @@ struct wire_header {
 #define WIRE_DIR_UPSTREAMS	"upstreams"	/* under the runtime directory */
 #define WIRE_SOCK_SUFFIX	".sock"
 #define WIRE_NAMES_SUFFIX	".names"
-/* An optional line of ID.names: "protocol tls" or "protocol http". */
+/* An optional line of ID.names: "protocol tls" or "protocol http"; or
+ * "protocol ssh" or "protocol silent" in a names file that lists no names
+ * (the upstream takes that protocol's clients of detect listeners). */
 #define WIRE_NAMES_PROTOCOL	"protocol"
 /* An optional line of ID.names: "family ipv4" or "family ipv6", the only
  * clients the receiver can take (a server's IPv4 listener, or an IPv6 one
  * with IPV6_V6ONLY). Without it, clients of both families. An IPv4 client
  * is one with an IPv4 address, plain or v4-mapped. */
 #define WIRE_NAMES_FAMILY	"family"
+/* Optional lines of ID.names: "alpn ID [ID ...]", the ALPN protocol ids
+ * (e.g. acme-tls/1) of the only clients the upstream takes for its names:
+ * those offering one of them. At most WIRE_NAMES_ALPN_MAX ids in all. */
+#define WIRE_NAMES_ALPN		"alpn"
+#define WIRE_NAMES_ALPN_MAX	8
 #define WIRE_STATUS_SUFFIX	".status"	/* written by the daemon: "registered" / "refused: why" */
 
 #endif

@@ -38,10 +38,11 @@ static const struct directive directives[] = {
 	{ "max-relays", "max-relays N", DIRECTIVE_COUNT, offsetof(struct config, max_relays) },
 	{ "max-relays-per-ip", "max-relays-per-ip N", DIRECTIVE_COUNT, offsetof(struct config, max_relays_per_ip) },
 	{ "ipv6-prefix", "ipv6-prefix BITS", DIRECTIVE_IPV6_PREFIX, offsetof(struct config, ipv6_prefix) },
-	{ "listen", "listen ADDRESS:PORT tls|http [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]]",
+	{ "listen", "listen ADDRESS:PORT tls|http|detect [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]] "
+		    "[detect-timeout D]",
 	  DIRECTIVE_LISTEN, 0 },
-	{ "grant", "grant PATTERN to PRINCIPAL [PRINCIPAL ...]", DIRECTIVE_GRANT, 0 },
-	{ "route", "route PATTERN to tcp:HOST:PORT [weight N] [tcp:HOST:PORT ...] [balance round-robin|least-conn] "
+	{ "grant", "grant PATTERN|protocol ssh|silent to PRINCIPAL [PRINCIPAL ...]", DIRECTIVE_GRANT, 0 },
+	{ "route", "route PATTERN [alpn ID]|protocol ssh|silent to tcp:HOST:PORT [weight N] [tcp:HOST:PORT ...] [balance round-robin|least-conn] "
 		   "[proxy v1|v2] [connect-timeout D] [idle-timeout D] [fail-after N] [retry-after D] [check D]",
 	  DIRECTIVE_ROUTE, 0 },
 	{ "admin", "admin ADDRESS:PORT|unix:PATH, or admin allow CIDR[,CIDR...]", DIRECTIVE_ADMIN, 0 },
@@ -308,14 +309,25 @@ parse_grant(struct parser *p, const struct directive *d, char **args, size_t n)
 {
 	struct config *cfg = p->cfg;
 	char pattern[sizeof(cfg->grants[0].pattern)];
-	if (n < 3 || strcmp(args[1], "to") != 0)
-		return fail_usage(p, d);
-	size_t len = strlen(args[0]);
-	size_t normalized = args[0][0] == '*'
-		? hostname_normalize_pattern(args[0], len, pattern, sizeof(pattern))
-		: hostname_normalize(args[0], len, pattern, sizeof(pattern));
-	if (normalized == 0)
-		return fail(p, "grant: bad pattern '%s' (expected a host name, *.suffix or *)", args[0]);
+	/* "grant protocol ssh to ...": who may claim the clients of a protocol
+	 * that carries no name. */
+	if (n >= 4 && strcmp(args[0], "protocol") == 0 && strcmp(args[2], "to") == 0) {
+		const char *key = config_protocol_key(args[1]);
+		if (key == NULL)
+			return fail(p, "grant: unknown protocol '%s' (expected ssh or silent)", args[1]);
+		snprintf(pattern, sizeof(pattern), "%s", key);
+		args++;
+		n--;
+	} else {
+		if (n < 3 || strcmp(args[1], "to") != 0)
+			return fail_usage(p, d);
+		size_t len = strlen(args[0]);
+		size_t normalized = args[0][0] == '*'
+			? hostname_normalize_pattern(args[0], len, pattern, sizeof(pattern))
+			: hostname_normalize(args[0], len, pattern, sizeof(pattern));
+		if (normalized == 0)
+			return fail(p, "grant: bad pattern '%s' (expected a host name, *.suffix or *)", args[0]);
+	}
 
 	/* Grant lines for one pattern accumulate into one entry. */
 	struct config_grant *g = NULL;
@@ -483,6 +495,15 @@ config_load_string(const char *text, const char *label, struct config *out, char
 	}
 	if (check_relay_limits(&p) < 0 || check_admin(&p) < 0)
 		goto error;
+	for (size_t i = 0; i < cfg.n_listeners; i++) {
+		const struct config_listener *l = &cfg.listeners[i];
+		if (l->proto == LISTENER_DETECT && l->detect_timeout_ms >= cfg.peek_timeout_ms) {
+			p.line = l->line;
+			fail(&p, "listen: detect-timeout %u ms is not shorter than peek-timeout %u ms "
+			     "(lower it, or raise peek-timeout)", l->detect_timeout_ms, cfg.peek_timeout_ms);
+			goto error;
+		}
+	}
 	*out = cfg;
 	return 0;
 error:
@@ -580,6 +601,27 @@ groups_of(uid_t uid, gid_t **out)
 	return -1;
 }
 
+const char *
+config_protocol_key(const char *word)
+{
+	if (strcmp(word, "ssh") == 0)
+		return PROTOCOL_KEY_SSH;
+	if (strcmp(word, "silent") == 0)
+		return PROTOCOL_KEY_SILENT;
+	return NULL;
+}
+
+bool
+config_alpn_valid(const char *text, size_t len)
+{
+	if (len == 0 || len > ALPN_ID_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (text[i] <= 0x20 || text[i] >= 0x7f)
+			return false;
+	return true;
+}
+
 bool
 config_may_claim(const struct config *cfg, const char *name, uid_t uid)
 {
@@ -588,7 +630,8 @@ config_may_claim(const struct config *cfg, const char *name, uid_t uid)
 	bool allowed = false;
 	for (size_t i = 0; i < cfg->n_grants && !allowed; i++) {
 		const struct config_grant *g = &cfg->grants[i];
-		if (!hostname_pattern_covers(g->pattern, name))
+		bool protocol_key = strchr(name, ':') != NULL;
+		if (protocol_key ? strcmp(g->pattern, name) != 0 : !hostname_pattern_covers(g->pattern, name))
 			continue;
 		for (size_t k = 0; k < g->n_uids && !allowed; k++)
 			allowed = g->uids[k] == uid;

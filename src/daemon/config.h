@@ -11,7 +11,26 @@
 enum listener_proto {
 	LISTENER_TLS = 1,	/* route by TLS SNI */
 	LISTENER_HTTP = 2,	/* route by HTTP/1 Host */
+	LISTENER_DETECT = 3,	/* tell TLS, HTTP, SSH and silent clients apart, then route */
 };
+
+/* What a connection turns out to speak: its listener's protocol, or on a
+ * detect listener what its first bytes (or their absence) say. TLS and
+ * HTTP have the values of the listener protocols. */
+enum client_proto {
+	PROTO_TLS = LISTENER_TLS,
+	PROTO_HTTP = LISTENER_HTTP,
+	PROTO_SSH = 3,		/* an SSH identification line */
+	PROTO_SILENT = 4,	/* nothing within detect-timeout: the server speaks first */
+};
+
+/* Route keys of the protocols that carry no name ("protocol ssh" in the
+ * configuration and in names files). No host name contains a ':'. */
+#define PROTOCOL_KEY_SSH	"protocol:ssh"
+#define PROTOCOL_KEY_SILENT	"protocol:silent"
+
+/* An ALPN protocol id as configured or claimed: 1..255 bytes of visible ASCII. */
+#define ALPN_ID_MAX 255
 
 /* A trusted source of PROXY protocol headers: address/prefix. */
 struct config_cidr {
@@ -29,6 +48,7 @@ struct config_listener {
 	int v6only;			/* -1: leave the system default, 0 or 1 */
 	int backlog;
 	char default_name[256];		/* route for unnamed/unknown names, "" if none */
+	unsigned detect_timeout_ms;	/* detect: silence after which a client counts as silent */
 	char text[80];			/* "127.0.0.1:8443" / "[::]:443", for logs */
 	int line;			/* where it was declared */
 	struct config_cidr trusted[CONFIG_MAX_TRUSTED];	/* accept-proxy sources */
@@ -49,7 +69,8 @@ struct config_target {
 };
 
 struct config_route {
-	char pattern[256];		/* name, *.suffix or * */
+	char pattern[256];		/* name, *.suffix, * or a PROTOCOL_KEY_* */
+	char alpn[ALPN_ID_MAX + 1];	/* only clients offering this ALPN protocol; "" = any */
 	struct config_target *targets;
 	size_t n_targets;
 	enum balance balance;
@@ -63,7 +84,7 @@ struct config_route {
 };
 
 struct config_grant {			/* one per pattern; grant lines for it accumulate */
-	char pattern[256];		/* "a.example", "*.apps.example" or "*" */
+	char pattern[256];		/* "a.example", "*.apps.example", "*" or a PROTOCOL_KEY_* */
 	uid_t *uids;
 	size_t n_uids;
 	gid_t *gids;			/* any member of these groups may claim */
@@ -122,8 +143,15 @@ int config_load_string(const char *text, const char *label, struct config *out,
 void config_free(struct config *cfg);
 
 /* True if some grant covering name (exact, wildcard or pattern) lists uid,
- * directly or through membership of a granted group. */
+ * directly or through membership of a granted group. A PROTOCOL_KEY_* is
+ * covered only by a grant for exactly that protocol. */
 bool config_may_claim(const struct config *cfg, const char *name, uid_t uid);
+
+/* A protocol word ("ssh", "silent") to its route key, NULL for others. */
+const char *config_protocol_key(const char *word);
+
+/* True if text (len bytes) is a valid ALPN id: 1..ALPN_ID_MAX bytes, visible ASCII. */
+bool config_alpn_valid(const char *text, size_t len);
 
 /* True if addr lies in one of the listener's accept-proxy sources. */
 bool config_is_trusted(const struct config_listener *l, const struct sockaddr_storage *addr);

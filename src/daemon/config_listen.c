@@ -12,6 +12,11 @@
 #include "config_internal.h"
 #include "hostname.h"
 
+/* A client that has sent nothing for this long after connecting is taken
+ * for one that waits for the server to speak first. Clients of TLS, HTTP
+ * and SSH send at once, so two seconds cover slow networks with room. */
+#define DEFAULT_DETECT_TIMEOUT_MS 2000
+
 /* "127.0.0.1:8443", "*:443", "[::1]:8443" into l->addr, l->addrlen, l->text. */
 static int
 parse_address(struct parser *p, const char *word, struct config_listener *l)
@@ -134,10 +139,14 @@ parse_listen(struct parser *p, const struct directive *d, char **args, size_t n)
 		l.proto = LISTENER_TLS;
 	else if (strcmp(args[1], "http") == 0)
 		l.proto = LISTENER_HTTP;
+	else if (strcmp(args[1], "detect") == 0)
+		l.proto = LISTENER_DETECT;
 	else
-		return fail(p, "listen: unknown protocol '%s' (expected tls or http)", args[1]);
+		return fail(p, "listen: unknown protocol '%s' (expected tls, http or detect)", args[1]);
 
 	bool seen_default = false, seen_v6only = false, seen_backlog = false, seen_proxy = false;
+	bool seen_detect_timeout = false;
+	l.detect_timeout_ms = DEFAULT_DETECT_TIMEOUT_MS;
 	for (size_t i = 2; i < n; i += 2) {
 		const char *option = args[i];
 		bool *seen;
@@ -149,6 +158,8 @@ parse_listen(struct parser *p, const struct directive *d, char **args, size_t n)
 			seen = &seen_backlog;
 		else if (strcmp(option, "accept-proxy") == 0)
 			seen = &seen_proxy;
+		else if (strcmp(option, "detect-timeout") == 0)
+			seen = &seen_detect_timeout;
 		else
 			return fail(p, "listen: unknown option '%s'; expected '%s'", option, d->usage);
 		if (i + 1 >= n)
@@ -172,6 +183,12 @@ parse_listen(struct parser *p, const struct directive *d, char **args, size_t n)
 		} else if (seen == &seen_proxy) {
 			if (parse_trusted(p, value, &l) < 0)
 				return -1;
+		} else if (seen == &seen_detect_timeout) {
+			if (l.proto != LISTENER_DETECT)
+				return fail(p, "listen: detect-timeout applies only to detect listeners");
+			if (!parse_duration(value, &l.detect_timeout_ms))
+				return fail(p, "listen: bad detect-timeout '%s' (expected a duration such as 2s or 500ms)",
+					    value);
 		} else {
 			unsigned backlog;
 			if (!parse_range(value, 1, 65535, &backlog))

@@ -88,15 +88,37 @@ parse_route(struct parser *p, const struct directive *d, char **args, size_t n)
 	r.idle_timeout_ms = 10 * 60 * 1000;
 	r.fail_after = 3;
 	r.retry_after_ms = 30 * 1000;
+	/* "route protocol ssh to ...": the clients of a protocol without names;
+	 * "route NAME alpn ID to ...": those of NAME offering ALPN protocol ID. */
+	if (n >= 4 && strcmp(args[0], "protocol") == 0 && strcmp(args[2], "to") == 0) {
+		const char *key = config_protocol_key(args[1]);
+		if (key == NULL)
+			return fail(p, "route: unknown protocol '%s' (expected ssh or silent)", args[1]);
+		snprintf(r.pattern, sizeof(r.pattern), "%s", key);
+		args++;	/* args[1] is "to", as for a pattern */
+		n--;
+	} else {
+		if (n < 3)
+			return fail_usage(p, d);
+		size_t len = strlen(args[0]);
+		if ((args[0][0] == '*' ? hostname_normalize_pattern(args[0], len, r.pattern, sizeof(r.pattern))
+				       : hostname_normalize(args[0], len, r.pattern, sizeof(r.pattern))) == 0)
+			return fail(p, "route: bad pattern '%s' (expected a host name, *.suffix or *)", args[0]);
+		if (n >= 5 && strcmp(args[1], "alpn") == 0) {
+			if (!config_alpn_valid(args[2], strlen(args[2])))
+				return fail(p, "route: bad ALPN id '%s' (expected 1..255 visible ASCII bytes, e.g. h2 "
+					    "or acme-tls/1)", args[2]);
+			snprintf(r.alpn, sizeof(r.alpn), "%s", args[2]);
+			args += 2;	/* args[1] is "to", as without alpn */
+			n -= 2;
+		}
+	}
 	if (n < 3 || strcmp(args[1], "to") != 0)
 		return fail_usage(p, d);
-	size_t len = strlen(args[0]);
-	if ((args[0][0] == '*' ? hostname_normalize_pattern(args[0], len, r.pattern, sizeof(r.pattern))
-			       : hostname_normalize(args[0], len, r.pattern, sizeof(r.pattern))) == 0)
-		return fail(p, "route: bad pattern '%s' (expected a host name, *.suffix or *)", args[0]);
 	for (size_t i = 0; i < cfg->n_routes; i++)
-		if (strcmp(cfg->routes[i].pattern, r.pattern) == 0)
-			return fail(p, "route: %s already routed on line %d", r.pattern, cfg->routes[i].line);
+		if (strcmp(cfg->routes[i].pattern, r.pattern) == 0 && strcmp(cfg->routes[i].alpn, r.alpn) == 0)
+			return fail(p, "route: %s%s%s already routed on line %d", r.pattern, r.alpn[0] ? " alpn " : "",
+				    r.alpn, cfg->routes[i].line);
 
 	int last_added = 0;
 	for (size_t i = 2; i < n; i++) {

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "detect.h"
 #include "http_host.h"
 #include "iplimit.h"
 #include "listener.h"
@@ -17,6 +18,7 @@
 #include "net.h"
 #include "proxy_proto.h"
 #include "route.h"
+#include "ssh_ident.h"
 #include "stats.h"
 #include "tcp_target.h"
 #include "tls_hello.h"
@@ -52,6 +54,23 @@ outcome_name(enum outcome outcome)
 	return outcome < OUTCOME_COUNT ? outcome_names[outcome] : "?";
 }
 
+/* "tls", "http", "ssh", "silent", or "-" before a detect listener knows. */
+static const char *
+proto_name(enum client_proto proto)
+{
+	switch (proto) {
+	case PROTO_TLS:
+		return "tls";
+	case PROTO_HTTP:
+		return "http";
+	case PROTO_SSH:
+		return "ssh";
+	case PROTO_SILENT:
+		return "silent";
+	}
+	return "-";
+}
+
 void
 conns_reap(void)
 {
@@ -72,7 +91,7 @@ log_access(const struct conn *c, enum outcome outcome, const char *upstream_id, 
 			 (unsigned long long)c->relayed.bytes_up, (unsigned long long)c->relayed.bytes_down,
 			 (unsigned long long)(c->relayed.duration_us / 1000));
 	accesslog_write("client=%s%s%s listener=%s proto=%s name=%s upstream=%s outcome=%s peek_us=%llu%s%s%s%s",
-			c->peer_text, c->via_text[0] ? " via=" : "", c->via_text, lc->text, lc->proto == LISTENER_TLS ? "tls" : "http",
+			c->peer_text, c->via_text[0] ? " via=" : "", c->via_text, lc->text, proto_name(c->proto),
 			c->has_name && c->peek.name[0] ? c->peek.name : "-",
 			upstream_id ? upstream_id : "-", outcome_name(outcome),
 			(unsigned long long)c->peek_us, relay_text,
@@ -114,6 +133,7 @@ conn_destroy(struct conn *c, enum outcome outcome, const char *upstream_id, cons
 	if (c->state == CONN_CONNECTING)
 		tcp_target_abandon(c);
 	loop_timer_cancel(server.loop, &c->deadline);
+	loop_timer_cancel(server.loop, &c->silence);
 	loop_io_del(server.loop, &c->io);
 	if (c->io.fd >= 0) {
 		close(c->io.fd);
@@ -183,7 +203,9 @@ send_refusal(struct conn *c, enum outcome outcome)
 {
 	const void *msg = NULL;
 	size_t len = 0;
-	bool tls = c->listener->cfg->proto == LISTENER_TLS;
+	bool tls = c->proto == PROTO_TLS;
+	if (c->proto != PROTO_TLS && c->proto != PROTO_HTTP)
+		return;	/* SSH, silent or unknown clients are told nothing in a language they speak */
 	if (outcome == OUTCOME_NO_ROUTE || outcome == OUTCOME_REFUSED) {
 		msg = tls ? (const void *)tls_alert_unrecognized_name : (const void *)http_503;
 		len = tls ? sizeof(tls_alert_unrecognized_name) : sizeof(http_503) - 1;
@@ -338,6 +360,75 @@ restore_rcvlowat(struct conn *c)
 	c->rcvlowat = 0;
 }
 
+/* The route is known: stop watching the client (an upstream may own the
+ * socket within microseconds), leave the peek phase and dispatch. */
+static void
+leave_peek_and_dispatch(struct conn *c)
+{
+	restore_rcvlowat(c);
+	end_peek_phase(c);
+	loop_timer_cancel(server.loop, &c->deadline);
+	loop_timer_cancel(server.loop, &c->silence);
+	loop_io_del(server.loop, &c->io);
+	c->state = CONN_WAITING;	/* until dispatch says otherwise */
+	c->waiting_at = NULL;
+	route_dispatch(c);
+}
+
+/*
+ * A detect listener: tell from the first n peeked bytes which protocol the
+ * client speaks, into c->proto. Returns 0 when known, -1 when c waits for
+ * more bytes (a prefix of "SSH-") or was rejected. The protocol's own
+ * parser then decides as on a listener of that protocol, with the same
+ * deadline and the same caps.
+ */
+static int
+detect_protocol(struct conn *c, size_t n, uint32_t revents)
+{
+	struct detect_result dr;
+	switch (detect_parse(peek_buf, n, &dr)) {
+	case PEEK_NEED_MORE:
+	case PEEK_NO_NAME:
+		if (revents & (EPOLLRDHUP | EPOLLHUP))
+			conn_reject(c, OUTCOME_CLOSED, "client closed before its protocol was known");
+		return -1;
+	case PEEK_INVALID:
+		c->peek_us = loop_now_us() - c->accepted_us;
+		log_info("unknown protocol from %s on %s: %s", c->peer_text, c->listener->cfg->text, dr.why);
+		conn_reject(c, OUTCOME_INVALID, dr.why);
+		return -1;
+	case PEEK_FOUND:
+		break;
+	}
+	c->proto = dr.proto == DETECTED_TLS ? PROTO_TLS : dr.proto == DETECTED_HTTP ? PROTO_HTTP : PROTO_SSH;
+	loop_timer_cancel(server.loop, &c->silence);
+	return 0;
+}
+
+/*
+ * detect-timeout passed on a detect listener. A client that has sent
+ * nothing at all (the PROXY header of a trusted balancer aside) waits for
+ * the server to speak first, and goes to the silent route, if there is
+ * one with targets. Otherwise nothing changes: a client that has begun,
+ * or one with no silent route to go to, has the rest of peek-timeout.
+ */
+static void
+on_silence(struct loop_timer *timer)
+{
+	struct conn *c = container_of(timer, struct conn, silence);
+	if (c->state != CONN_PEEKING || c->proto != 0 || !route_has_targets(PROTOCOL_KEY_SILENT))
+		return;
+	if (c->listener->cfg->n_trusted > 0 && !c->proxy_header_done && config_is_trusted(c->listener->cfg, &c->peer))
+		return;
+	uint8_t byte;
+	ssize_t got = recv(c->io.fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (got != -1 || (errno != EAGAIN && errno != EWOULDBLOCK))
+		return;	/* bytes (or an end) are there: the client speaks, its event decides */
+	c->proto = PROTO_SILENT;
+	c->peek_us = loop_now_us() - c->accepted_us;
+	leave_peek_and_dispatch(c);
+}
+
 /* Peek at everything the client sent so far and ask the listener's parser. */
 static void
 conn_peek(struct conn *c, uint32_t revents)
@@ -361,7 +452,6 @@ conn_peek(struct conn *c, uint32_t revents)
 			return;
 		}
 	}
-	bool tls = c->listener->cfg->proto == LISTENER_TLS;
 peek_again:;
 	ssize_t n = recv(c->io.fd, peek_buf, sizeof(peek_buf), MSG_PEEK | MSG_DONTWAIT);
 	if (n == 0) {
@@ -374,10 +464,29 @@ peek_again:;
 		conn_reject(c, OUTCOME_CLOSED, strerror(errno));
 		return;
 	}
+	if (c->proto == 0 && detect_protocol(c, (size_t)n, revents) < 0)
+		return;
 	memset(&c->peek, 0, sizeof(c->peek));
-	enum peek_status st = tls
-		? tls_hello_parse(peek_buf, (size_t)n, &c->peek)
-		: http_host_parse_resume(peek_buf, (size_t)n, &c->http_progress, &c->peek);
+	enum peek_status st;
+	struct ssh_ident ident;
+	switch (c->proto) {
+	case PROTO_TLS:
+		st = tls_hello_parse(peek_buf, (size_t)n, &c->peek);
+		break;
+	case PROTO_HTTP:
+		st = http_host_parse_resume(peek_buf, (size_t)n, &c->http_progress, &c->peek);
+		break;
+	case PROTO_SSH:
+		/* The line is checked whole, so that only SSH reaches SSH
+		 * servers; it carries no name. */
+		st = ssh_ident_parse(peek_buf, (size_t)n, &ident);
+		c->peek.why = ident.why;
+		if (st == PEEK_FOUND)
+			st = PEEK_NO_NAME;
+		break;
+	default:
+		return;	/* detect_protocol waits for more bytes */
+	}
 	switch (st) {
 	case PEEK_NEED_MORE:
 		if ((size_t)n >= sizeof(peek_buf)) {
@@ -385,14 +494,14 @@ peek_again:;
 		} else if (revents & (EPOLLRDHUP | EPOLLHUP)) {
 			/* No more bytes can come: the deadline would only delay the end. */
 			conn_reject(c, OUTCOME_CLOSED, "client closed in the middle of its hello/request");
-		} else if (tls && !wait_for_bytes(c, tls_bytes_needed(peek_buf, (size_t)n))) {
+		} else if (c->proto == PROTO_TLS && !wait_for_bytes(c, tls_bytes_needed(peek_buf, (size_t)n))) {
 			goto peek_again;	/* bounded: each round needs more bytes, up to PEEK_MAX */
 		}
 		return;	/* edge-triggered: the next segment brings the next event */
 	case PEEK_INVALID:
 		c->peek_us = loop_now_us() - c->accepted_us;
 		log_info("invalid %s from %s on %s: %s",
-			 c->listener->cfg->proto == LISTENER_TLS ? "ClientHello" : "request head",
+			 c->proto == PROTO_TLS ? "ClientHello" : c->proto == PROTO_SSH ? "SSH identification" : "request head",
 			 c->peer_text, c->listener->cfg->text, c->peek.why ? c->peek.why : "malformed");
 		conn_reject(c, OUTCOME_INVALID, c->peek.why);
 		return;
@@ -404,15 +513,7 @@ peek_again:;
 			c->peek.name[0] = '\0';
 		break;
 	}
-	/* The name is known: stop watching the client (an upstream may own the
-	 * socket within microseconds) and leave the peek phase. */
-	restore_rcvlowat(c);
-	end_peek_phase(c);
-	loop_timer_cancel(server.loop, &c->deadline);
-	loop_io_del(server.loop, &c->io);
-	c->state = CONN_WAITING;	/* until dispatch says otherwise */
-	c->waiting_at = NULL;
-	route_dispatch(c);
+	leave_peek_and_dispatch(c);
 }
 
 static void
@@ -436,7 +537,10 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 	c->io.cb = on_client_event;
 	c->server_io.fd = -1;
 	c->deadline.cb = on_deadline;
+	c->silence.cb = on_silence;
 	c->listener = listener;
+	/* A detect listener learns the protocol from the first bytes. */
+	c->proto = listener->cfg->proto == LISTENER_DETECT ? 0 : (enum client_proto)listener->cfg->proto;
 	c->state = CONN_PEEKING;
 	c->peer = *peer;
 	c->peer_len = peer_len;
@@ -460,7 +564,8 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 	 * the socket readable in every epoll_wait. Adding reports data that
 	 * arrived before the registration, so nothing is missed. */
 	if (loop_io_add(server.loop, &c->io, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0 ||
-	    loop_timer_arm(server.loop, &c->deadline, server.cfg.peek_timeout_ms) < 0) {
+	    loop_timer_arm(server.loop, &c->deadline, server.cfg.peek_timeout_ms) < 0 ||
+	    (c->proto == 0 && loop_timer_arm(server.loop, &c->silence, listener->cfg->detect_timeout_ms) < 0)) {
 		log_warn("cannot watch connection from %s", c->peer_text);
 		conn_reject(c, OUTCOME_REFUSED, "internal error");
 		return;

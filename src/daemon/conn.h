@@ -31,6 +31,8 @@ enum conn_state {
 struct conn {
 	struct loop_io io;		/* io.fd is the client socket, -1 once released */
 	struct loop_timer deadline;	/* peek, then handoff or connect deadline */
+	struct loop_timer silence;	/* detect listener: detect-timeout, for silent clients */
+	enum client_proto proto;	/* what the client speaks; 0 until a detect listener knows */
 	enum conn_state state;
 	struct listener *listener;
 	struct iplimit_entry *ip_slot;	/* held while peeking */

@@ -109,7 +109,7 @@ listeners_open(char *err, size_t errlen)
 			return -1;
 		}
 		log_info("listening on %s (%s)", listeners[i].cfg->text,
-			 listeners[i].cfg->proto == LISTENER_TLS ? "tls" : "http");
+			 listeners[i].cfg->proto == LISTENER_TLS ? "tls" : listeners[i].cfg->proto == LISTENER_HTTP ? "http" : "detect");
 	}
 	reserve_spare_fd();
 	return 0;

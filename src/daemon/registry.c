@@ -102,7 +102,7 @@ remove_files(int dir_fd, const char *id, bool in_dir)
  * after refusing with a reason. */
 static int
 read_names(const char *id, uid_t uid, int fd, char ***names_out, int *protocol,
-	   int *only_family)
+	   int *only_family, char ***alpn_out, size_t *n_alpn_out)
 {
 	char buf[MAX_NAMES_FILE + 1];
 	size_t len = 0;
@@ -118,6 +118,8 @@ read_names(const char *id, uid_t uid, int fd, char ***names_out, int *protocol,
 	if (names == NULL)
 		return -1;
 	int count = 0;
+	char **alpn = NULL;
+	size_t n_alpn = 0;
 	char *save = NULL;
 	for (char *line = strtok_r(buf, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		size_t l = strlen(line);
@@ -130,11 +132,34 @@ read_names(const char *id, uid_t uid, int fd, char ***names_out, int *protocol,
 		 * registers each with its own). Names never contain blanks. */
 		if (strncmp(line, WIRE_NAMES_PROTOCOL " ", sizeof(WIRE_NAMES_PROTOCOL)) == 0) {
 			const char *p = line + sizeof(WIRE_NAMES_PROTOCOL);
-			if (*protocol != 0 || (strcmp(p, "tls") != 0 && strcmp(p, "http") != 0)) {
+			if (*protocol != 0 || (strcmp(p, "tls") != 0 && strcmp(p, "http") != 0 &&
+					       config_protocol_key(p) == NULL)) {
 				refuse(id, uid, "bad or repeated line '%s' in names file", line);
 				goto fail;
 			}
-			*protocol = strcmp(p, "tls") == 0 ? LISTENER_TLS : LISTENER_HTTP;
+			*protocol = strcmp(p, "tls") == 0 ? PROTO_TLS : strcmp(p, "http") == 0 ? PROTO_HTTP
+				  : strcmp(p, "ssh") == 0 ? PROTO_SSH : PROTO_SILENT;
+			continue;
+		}
+		/* "alpn ID [ID ...]": only clients offering one of these ALPN ids. */
+		if (strncmp(line, WIRE_NAMES_ALPN " ", sizeof(WIRE_NAMES_ALPN)) == 0) {
+			char *save_id = NULL;
+			for (char *w = strtok_r(line + sizeof(WIRE_NAMES_ALPN), " \t", &save_id); w != NULL;
+			     w = strtok_r(NULL, " \t", &save_id)) {
+				if (!config_alpn_valid(w, strlen(w))) {
+					refuse(id, uid, "bad ALPN id '%s' in names file", w);
+					goto fail;
+				}
+				if (n_alpn == WIRE_NAMES_ALPN_MAX) {
+					refuse(id, uid, "more than %d ALPN ids", WIRE_NAMES_ALPN_MAX);
+					goto fail;
+				}
+				if (alpn == NULL && (alpn = calloc(WIRE_NAMES_ALPN_MAX, sizeof(*alpn))) == NULL)
+					goto fail;
+				if ((alpn[n_alpn] = strdup(w)) == NULL)
+					goto fail;
+				n_alpn++;
+			}
 			continue;
 		}
 		/* "family ipv4|ipv6": the only clients the receiver can take
@@ -161,16 +186,33 @@ read_names(const char *id, uid_t uid, int fd, char ***names_out, int *protocol,
 			goto fail;
 		count++;
 	}
+	/* A protocol without names is claimed under its route key, for
+	 * which the configuration must grant exactly that protocol. */
+	if (*protocol == PROTO_SSH || *protocol == PROTO_SILENT) {
+		if (count != 0 || n_alpn != 0) {
+			refuse(id, uid, "a names file with 'protocol %s' lists no names and no alpn",
+			       *protocol == PROTO_SSH ? "ssh" : "silent");
+			goto fail;
+		}
+		if ((names[0] = strdup(*protocol == PROTO_SSH ? PROTOCOL_KEY_SSH : PROTOCOL_KEY_SILENT)) == NULL)
+			goto fail;
+		count = 1;
+	}
 	if (count == 0) {
 		refuse(id, uid, "names file lists no name");
 		goto fail;
 	}
 	*names_out = names;
+	*alpn_out = alpn;
+	*n_alpn_out = n_alpn;
 	return count;
 fail:
 	for (int i = 0; i < count; i++)
 		free(names[i]);
 	free(names);
+	for (size_t i = 0; i < n_alpn; i++)
+		free(alpn[i]);
+	free(alpn);
 	return -1;
 }
 
@@ -220,7 +262,8 @@ try_register(const char *id, bool in_dir)
 {
 	char sock_name[NAME_MAX + 1], names_name[NAME_MAX + 1];
 	struct stat sock_st, names_st;
-	char **names = NULL;
+	char **names = NULL, **alpn = NULL;
+	size_t n_alpn = 0;
 	int count = 0, names_fd = -1, fd = -1, sock_file = -1, dir_fd = -1;
 	uid_t dir_uid = 0;
 
@@ -256,7 +299,7 @@ try_register(const char *id, bool in_dir)
 		goto out;
 	}
 	int protocol = 0, only_family = 0;
-	if ((count = read_names(id, sock_st.st_uid, names_fd, &names, &protocol, &only_family)) < 0)
+	if ((count = read_names(id, sock_st.st_uid, names_fd, &names, &protocol, &only_family, &alpn, &n_alpn)) < 0)
 		goto out;
 	for (int i = 0; i < count; i++) {
 		if (!config_may_claim(&server.cfg, names[i], sock_st.st_uid)) {
@@ -312,6 +355,10 @@ try_register(const char *id, bool in_dir)
 	up->names = names;
 	up->n_names = (size_t)count;
 	names = NULL;
+	up->alpn = alpn;
+	up->n_alpn = n_alpn;
+	alpn = NULL;
+	n_alpn = 0;
 	TAILQ_INIT(&up->waiting);
 	up->io.fd = fd;
 	up->io.cb = upstream_on_event;
@@ -327,19 +374,35 @@ try_register(const char *id, bool in_dir)
 	char list[1024] = "";
 	size_t off = 0;
 	for (size_t i = 0; i < up->n_names; i++) {
-		if (route_attach(up->names[i], &up->target) < 0) {
-			upstream_drop(up, "out of memory", false);
-			goto out;
+		/* With alpn lines, the names' clients offering those ids only. */
+		for (size_t k = 0; k < (up->n_alpn ? up->n_alpn : 1); k++) {
+			if (route_attach(up->names[i], up->n_alpn ? up->alpn[k] : NULL, &up->target) < 0) {
+				for (size_t j = 0; j < k; j++)	/* not yet counted in up->n_attached */
+					route_detach(up->names[i], up->n_alpn ? up->alpn[j] : NULL, &up->target);
+				upstream_drop(up, "out of memory or too many ALPN ids", false);
+				goto out;
+			}
 		}
+		up->n_attached++;
 		int n = snprintf(list + off, sizeof(list) - off, "%s%s", i ? "," : "", up->names[i]);
 		if (n > 0 && (size_t)n < sizeof(list) - off)
 			off += (size_t)n;
 	}
-	log_info("registered upstream %s names=%s uid=%lu%s%s", id, list, (unsigned long)up->uid,
-		 protocol == LISTENER_TLS ? " protocol=tls" : protocol == LISTENER_HTTP ? " protocol=http" : "",
+	char alpn_list[512] = "";
+	for (size_t k = 0, off_alpn = 0; k < up->n_alpn; k++) {
+		int n = snprintf(alpn_list + off_alpn, sizeof(alpn_list) - off_alpn, "%s%s", k ? "," : " alpn=", up->alpn[k]);
+		if (n > 0 && (size_t)n < sizeof(alpn_list) - off_alpn)
+			off_alpn += (size_t)n;
+	}
+	log_info("registered upstream %s names=%s uid=%lu%s%s%s", id, list, (unsigned long)up->uid,
+		 protocol == PROTO_TLS ? " protocol=tls" : protocol == PROTO_HTTP ? " protocol=http"
+		 : protocol == PROTO_SSH ? " protocol=ssh" : protocol == PROTO_SILENT ? " protocol=silent" : "", alpn_list,
 		 only_family == AF_INET ? " family=ipv4" : only_family == AF_INET6 ? " family=ipv6" : "");
 	write_status(id, "registered");
 out:
+	for (size_t k = 0; k < n_alpn; k++)
+		free(alpn[k]);
+	free(alpn);
 	if (names != NULL) {
 		for (int i = 0; i < count; i++)
 			free(names[i]);
@@ -362,8 +425,9 @@ upstream_drop(struct upstream *up, const char *why, bool remove)
 		return;
 	up->dead = true;
 	log_info("dropped upstream %s (%s)", up->id, why);
-	for (size_t i = 0; i < up->n_names; i++)
-		route_detach(up->names[i], &up->target);
+	for (size_t i = 0; i < up->n_attached; i++)
+		for (size_t k = 0; k < (up->n_alpn ? up->n_alpn : 1); k++)
+			route_detach(up->names[i], up->n_alpn ? up->alpn[k] : NULL, &up->target);
 	loop_io_del(server.loop, &up->io);
 	close(up->io.fd);
 	up->io.fd = -1;
@@ -395,6 +459,9 @@ free_upstream(struct upstream *up)
 	for (size_t i = 0; i < up->n_names; i++)
 		free(up->names[i]);
 	free(up->names);
+	for (size_t k = 0; k < up->n_alpn; k++)
+		free(up->alpn[k]);
+	free(up->alpn);
 	free(up);
 }
 

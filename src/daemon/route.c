@@ -1,4 +1,5 @@
 /* route.c - the route table (exact, wildcard, default) and target selection: weighted round robin or least connections, passive health. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,17 +16,60 @@
 
 #define MAX_DISPATCH_ATTEMPTS 64	/* targets tried for one connection in one dispatch */
 
-static struct nametable *routes;	/* key -> struct route */
+static struct nametable *routes;	/* key -> struct route, for clients whatever their ALPN */
+
+/* Routes for clients offering one ALPN protocol: one name table per id.
+ * Ids come from the configuration and from registrations; their number
+ * is bounded so that a client's list costs a bounded number of lookups. */
+#define MAX_ALPN_TABLES 64
+struct alpn_table {
+	char alpn[ALPN_ID_MAX + 1];
+	size_t len;
+	struct nametable *routes;
+};
+static struct alpn_table alpn_tables[MAX_ALPN_TABLES];
+static size_t n_alpn_tables;
+
+static struct alpn_table *
+alpn_table_find(const uint8_t *id, size_t len)
+{
+	for (size_t i = 0; i < n_alpn_tables; i++)
+		if (alpn_tables[i].len == len && memcmp(alpn_tables[i].alpn, id, len) == 0)
+			return &alpn_tables[i];
+	return NULL;
+}
+
+/* The name table for alpn ("" = the plain one), created if create is set;
+ * NULL when out of memory or when MAX_ALPN_TABLES ids exist. */
+static struct nametable *
+table_for(const char *alpn, bool create)
+{
+	if (alpn == NULL || alpn[0] == '\0')
+		return routes;
+	size_t len = strlen(alpn);
+	struct alpn_table *at = alpn_table_find((const uint8_t *)alpn, len);
+	if (at != NULL || !create)
+		return at != NULL ? at->routes : NULL;
+	if (n_alpn_tables == MAX_ALPN_TABLES || len > ALPN_ID_MAX)
+		return NULL;
+	at = &alpn_tables[n_alpn_tables];
+	if ((at->routes = nametable_new()) == NULL)
+		return NULL;
+	memcpy(at->alpn, alpn, len + 1);
+	at->len = len;
+	n_alpn_tables++;
+	return at->routes;
+}
 
 static struct route *
-route_new(const char *key, const struct config_route *cfg)
+route_new(struct nametable *table, const char *key, const struct config_route *cfg)
 {
 	struct route *r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;
 	snprintf(r->key, sizeof(r->key), "%s", key);
 	r->cfg = cfg;
-	if (nametable_set(routes, key, r) < 0) {
+	if (nametable_set(table, key, r) < 0) {
 		free(r);
 		return NULL;
 	}
@@ -63,7 +107,10 @@ routes_init(char *err, size_t errlen)
 	}
 	for (size_t i = 0; i < server.cfg.n_routes; i++) {
 		const struct config_route *cr = &server.cfg.routes[i];
-		struct route *r = route_new(cr->pattern, cr);
+		struct nametable *table = table_for(cr->alpn, true);
+		struct route *r = table != NULL ? route_new(table, cr->pattern, cr) : NULL;
+		if (r != NULL)
+			snprintf(r->alpn, sizeof(r->alpn), "%s", cr->alpn);
 		if (r == NULL) {
 			snprintf(err, errlen, "out of memory");
 			return -1;
@@ -95,6 +142,11 @@ free_config_route(const char *key, void *value, void *arg)
 void
 routes_close(void)
 {
+	for (size_t i = 0; i < n_alpn_tables; i++) {
+		nametable_foreach(alpn_tables[i].routes, free_config_route, NULL);
+		nametable_free(alpn_tables[i].routes);
+	}
+	n_alpn_tables = 0;
 	if (routes == NULL)
 		return;
 	nametable_foreach(routes, free_config_route, NULL);
@@ -103,14 +155,20 @@ routes_close(void)
 }
 
 int
-route_attach(const char *key, struct target *t)
+route_attach(const char *key, const char *alpn, struct target *t)
 {
-	struct route *r = nametable_get(routes, key);
-	if (r == NULL && (r = route_new(key, NULL)) == NULL)
+	struct nametable *table = table_for(alpn, true);
+	if (table == NULL)
 		return -1;
+	struct route *r = nametable_get(table, key);
+	if (r == NULL) {
+		if ((r = route_new(table, key, NULL)) == NULL)
+			return -1;
+		snprintf(r->alpn, sizeof(r->alpn), "%s", alpn ? alpn : "");
+	}
 	if (route_add_target(r, t) < 0) {
 		if (r->n == 0 && r->cfg == NULL) {
-			nametable_del(routes, key);
+			nametable_del(table, key);
 			route_free(r);
 		}
 		return -1;
@@ -119,9 +177,10 @@ route_attach(const char *key, struct target *t)
 }
 
 void
-route_detach(const char *key, struct target *t)
+route_detach(const char *key, const char *alpn, struct target *t)
 {
-	struct route *r = nametable_get(routes, key);
+	struct nametable *table = table_for(alpn, false);
+	struct route *r = table != NULL ? nametable_get(table, key) : NULL;
 	if (r == NULL)
 		return;
 	for (size_t i = 0; i < r->n; i++) {
@@ -132,9 +191,16 @@ route_detach(const char *key, struct target *t)
 		}
 	}
 	if (r->n == 0 && r->cfg == NULL) {
-		nametable_del(routes, key);
+		nametable_del(table, key);
 		route_free(r);
 	}
+}
+
+bool
+route_has_targets(const char *key)
+{
+	const struct route *r = routes != NULL ? nametable_get(routes, key) : NULL;
+	return r != NULL && r->n > 0;
 }
 
 struct foreach_ctx {
@@ -156,6 +222,8 @@ routes_foreach(void (*fn)(const struct route *r, void *arg), void *arg)
 	struct foreach_ctx ctx = { fn, arg };
 	if (routes != NULL)
 		nametable_foreach(routes, foreach_trampoline, &ctx);
+	for (size_t i = 0; i < n_alpn_tables; i++)
+		nametable_foreach(alpn_tables[i].routes, foreach_trampoline, &ctx);
 }
 
 void
@@ -203,8 +271,33 @@ name_is_owned(const char *name)
 }
 
 /*
- * The route for c: its name's (exact, then wildcards, then "*"), else the
- * listener's default. The default serves only clients without a name and
+ * The route for name as a client offering the ALPN list alpn (wire form)
+ * sees it: for each protocol in the client's order of preference, the
+ * most specific route for the name and that protocol (exact, wildcards,
+ * "*"); the first that has targets wins. Else the name's route whatever
+ * the ALPN. NULL if neither has targets.
+ */
+static struct route *
+match_name(const char *name, const uint8_t *alpn, size_t alpn_len)
+{
+	for (size_t off = 0; n_alpn_tables > 0 && off < alpn_len;) {
+		size_t len = alpn[off];
+		if (len == 0 || off + 1 + len > alpn_len)
+			break;
+		const struct alpn_table *at = alpn_table_find(alpn + off + 1, len);
+		struct route *r = at != NULL ? nametable_match(at->routes, name, NULL) : NULL;
+		if (r != NULL && r->n > 0)
+			return r;
+		off += 1 + len;
+	}
+	struct route *r = nametable_match(routes, name, NULL);
+	return r != NULL && r->n > 0 ? r : NULL;
+}
+
+/*
+ * The route for c: its name's (by ALPN first, then exact, wildcards,
+ * "*"), else the listener's default. Clients of a protocol without names
+ * (SSH, silent ones) have exactly their protocol's route. The default serves only clients without a name and
  * names nobody owns: a client of an owned name whose upstream is away (a
  * restart) carries that site's cookies and credentials, which must never
  * reach whoever serves the default. It is refused instead.
@@ -213,17 +306,22 @@ static struct route *
 route_for(const struct conn *c, const char **why)
 {
 	struct route *r = NULL;
-	if (c->has_name)
-		r = nametable_match(routes, c->peek.name, NULL);
-	if (r != NULL && r->n > 0)
+	if (c->proto == PROTO_SSH || c->proto == PROTO_SILENT) {
+		r = nametable_get(routes, c->proto == PROTO_SSH ? PROTOCOL_KEY_SSH : PROTOCOL_KEY_SILENT);
+		if (r != NULL && r->n > 0)
+			return r;
+		*why = c->proto == PROTO_SSH ? "no upstream or route for ssh" : "no upstream or route for silent clients";
+		return NULL;
+	}
+	if (c->has_name && (r = match_name(c->peek.name, c->peek.alpn, c->peek.alpn_len)) != NULL)
 		return r;
 	if (c->has_name && name_is_owned(c->peek.name)) {
 		*why = "no upstream serves this name (it is granted or routed, so never sent to the default)";
 		return NULL;
 	}
 	if (c->listener->cfg->default_name[0] != '\0')
-		r = nametable_match(routes, c->listener->cfg->default_name, NULL);
-	if (r == NULL || r->n == 0) {
+		r = match_name(c->listener->cfg->default_name, c->peek.alpn, c->peek.alpn_len);
+	if (r == NULL) {
 		*why = c->has_name ? "no upstream serves this name" : "no name and no default route";
 		return NULL;
 	}
@@ -251,7 +349,7 @@ client_family(const struct conn *c)
 static bool
 excluded(const struct conn *c, const struct target *t)
 {
-	if (t->only_protocol != 0 && t->only_protocol != (int)c->listener->cfg->proto)
+	if (t->only_protocol != 0 && t->only_protocol != (int)c->proto)
 		return true;
 	if (t->only_family != 0 && client_family(c) != 0 && t->only_family != client_family(c))
 		return true;

@@ -30,7 +30,7 @@ struct target {
 	const struct target_ops *ops;
 	char label[400];		/* upstream id or "tcp:HOST:PORT(address)" */
 	unsigned weight;
-	int only_protocol;		/* enum listener_proto it accepts, 0 = any */
+	int only_protocol;		/* enum client_proto it accepts, 0 = any */
 	int only_family;		/* AF_INET/AF_INET6: the only clients it takes, 0 = any */
 	int64_t current;		/* smooth weighted round-robin state */
 	unsigned active;		/* connections connecting or relayed through it */
@@ -46,7 +46,8 @@ struct target {
  * upstreams registered for exactly that name. */
 struct route {
 	const struct config_route *cfg;	/* NULL when only local upstreams serve it */
-	char key[256];
+	char key[256];			/* name pattern or PROTOCOL_KEY_* */
+	char alpn[ALPN_ID_MAX + 1];	/* only for clients offering this ALPN id; "" = any */
 	struct target **targets;
 	size_t n;
 	size_t cap;
@@ -57,9 +58,14 @@ struct route {
 int routes_init(char *err, size_t errlen);
 void routes_close(void);
 
-/* A local upstream serving key joins or leaves the key's route. */
-int route_attach(const char *key, struct target *t);
-void route_detach(const char *key, struct target *t);
+/* A local upstream serving key, for clients offering the ALPN id alpn
+ * ("" or NULL: whatever they offer), joins or leaves the route. */
+int route_attach(const char *key, const char *alpn, struct target *t);
+void route_detach(const char *key, const char *alpn, struct target *t);
+
+/* Whether the route of key (a name pattern or PROTOCOL_KEY_*, any ALPN)
+ * has a target now. */
+bool route_has_targets(const char *key);
 
 /* Route a connection whose name is known (or known to be absent): deliver
  * it to a target, queue it, or reject it. Called again after an

@@ -34,7 +34,8 @@ send_conn(struct upstream *up, struct conn *c)
 	h.magic = WIRE_MAGIC;
 	h.version = WIRE_VERSION;
 	h.size = sizeof(h);
-	h.protocol = c->listener->cfg->proto == LISTENER_TLS ? WIRE_PROTO_TLS : WIRE_PROTO_HTTP;
+	h.protocol = c->proto == PROTO_TLS ? WIRE_PROTO_TLS : c->proto == PROTO_HTTP ? WIRE_PROTO_HTTP
+		   : c->proto == PROTO_SSH ? WIRE_PROTO_SSH : WIRE_PROTO_SILENT;
 	if (c->has_name) {
 		h.name_len = (uint8_t)strlen(c->peek.name);
 		memcpy(h.name, c->peek.name, h.name_len);

@@ -23,8 +23,11 @@ struct upstream {
 					 * checked: connects and probes go through it */
 	dev_t sock_dev, names_dev;	/* what we registered, to notice a rename */
 	ino_t sock_ino, names_ino;	/* over either file */
-	char **names;
+	char **names;			/* route keys: names, or one PROTOCOL_KEY_* */
 	size_t n_names;
+	size_t n_attached;		/* leading names whose routes hold target */
+	char **alpn;			/* with "alpn" lines: the only ALPN ids it takes */
+	size_t n_alpn;
 	TAILQ_HEAD(, conn) waiting;	/* connections waiting for room, FIFO;
 					 * target.n_waiting counts them */
 	bool dead;			/* dropped; freed after the current batch */
