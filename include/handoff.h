@@ -17,6 +17,8 @@ extern "C" {
 enum handoff_protocol {
 	HANDOFF_PROTO_TLS = 1,
 	HANDOFF_PROTO_HTTP = 2,
+	HANDOFF_PROTO_SSH = 3,		/* SSH clients of the daemon's detect listeners */
+	HANDOFF_PROTO_SILENT = 4,	/* detect listeners' clients that wait for the server */
 };
 
 /* What the daemon knew about a connection when it handed it off. */
@@ -57,11 +59,24 @@ int handoff_listen(const char *runtime_dir, const char *const *names, size_t n_n
  * hands this socket only connections from its TLS listeners, with
  * HANDOFF_PROTO_HTTP only those from its plain-HTTP listeners; 0 takes
  * both, exactly as handoff_listen(). A server that listens for TLS and for
- * plain HTTP under the same names registers each listener so. Errors as
- * handoff_listen(), and EINVAL for any other protocol value.
+ * plain HTTP under the same names registers each listener so.
+ * HANDOFF_PROTO_SSH and HANDOFF_PROTO_SILENT take the clients of that kind
+ * from the daemon's detect listeners; they carry no name, so names must be
+ * NULL and n_names 0, and the configuration must have a "grant protocol
+ * ssh" (or silent) line for the caller. Errors as handoff_listen(), and
+ * EINVAL for any other protocol value.
  */
 int handoff_listen_protocol(const char *runtime_dir, const char *const *names, size_t n_names,
 			    enum handoff_protocol protocol, int flags);
+
+/*
+ * handoff_listen() for TLS clients of names that offer one of the ALPN
+ * protocol ids alpn[0..n_alpn-1] (1 to 8 ids, e.g. "acme-tls/1"): such a
+ * client comes here rather than to the names' other upstreams. Errors as
+ * handoff_listen(), and EINVAL for a bad id or count.
+ */
+int handoff_listen_alpn(const char *runtime_dir, const char *const *names, size_t n_names,
+			const char *const *alpn, size_t n_alpn, int flags);
 
 /*
  * Take one waiting connection, like accept4(): returns a connected TCP

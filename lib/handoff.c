@@ -193,6 +193,10 @@ static const char *protocol_line(enum handoff_protocol protocol)
 		return WIRE_NAMES_PROTOCOL " tls\n";
 	case HANDOFF_PROTO_HTTP:
 		return WIRE_NAMES_PROTOCOL " http\n";
+	case HANDOFF_PROTO_SSH:
+		return WIRE_NAMES_PROTOCOL " ssh\n";
+	case HANDOFF_PROTO_SILENT:
+		return WIRE_NAMES_PROTOCOL " silent\n";
 	default:
 		return NULL;
 	}
@@ -214,33 +218,65 @@ static const char *family_line(int only_family)
 	}
 }
 
-/* The names file body: the protocol and family lines, if any, then every
- * name normalised, one per line. Caller frees. */
+/* An ALPN id as the daemon takes it: 1..255 bytes of visible ASCII. */
+static bool alpn_id_is_valid(const char *id)
+{
+	size_t len = id ? strlen(id) : 0;
+
+	if (len == 0 || len > 255)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)id[i] <= 0x20 || (unsigned char)id[i] >= 0x7f)
+			return false;
+	return true;
+}
+
+/* The names file body: the protocol and family lines, if any, the alpn
+ * line, if any, then every name normalised, one per line. A protocol
+ * without names (ssh, silent) takes no names and no ALPN ids; the others
+ * need at least one name. Caller frees. */
 static char *format_names(const char *const *names, size_t n_names,
-			  enum handoff_protocol protocol, int only_family, size_t *out_len)
+			  enum handoff_protocol protocol, int only_family,
+			  const char *const *alpn, size_t n_alpn, size_t *out_len)
 {
 	const char *protocol_text = protocol_line(protocol);
 	const char *family_text = family_line(only_family);
+	bool nameless = protocol == HANDOFF_PROTO_SSH || protocol == HANDOFF_PROTO_SILENT;
 	char first_line[64];
-	size_t first_len;
+	size_t first_len, alpn_len = 0;
 	char *body, *p;
 
-	if (!protocol_text || !family_text) {
+	if (!protocol_text || !family_text || n_alpn > WIRE_NAMES_ALPN_MAX ||
+	    (nameless ? n_names != 0 || n_alpn != 0 : !names || n_names == 0) ||
+	    (n_alpn > 0 && !alpn)) {
 		errno = EINVAL;
 		return NULL;
+	}
+	for (size_t i = 0; i < n_alpn; i++) {
+		if (!alpn_id_is_valid(alpn[i])) {
+			errno = EINVAL;
+			return NULL;
+		}
+		alpn_len += strlen(alpn[i]) + 1;
 	}
 	first_len = (size_t)snprintf(first_line, sizeof(first_line), "%s%s", protocol_text,
 				     family_text);
-	if (first_len >= sizeof(first_line) || !names || n_names == 0 ||
-	    n_names > (SIZE_MAX - first_len) / (NAME_MAX_LEN + 2)) {
+	if (first_len >= sizeof(first_line) ||
+	    n_names > (SIZE_MAX - first_len - alpn_len - 16) / (NAME_MAX_LEN + 2)) {
 		errno = EINVAL;
 		return NULL;
 	}
-	body = malloc(first_len + n_names * (NAME_MAX_LEN + 2));
+	body = malloc(first_len + alpn_len + sizeof(WIRE_NAMES_ALPN) + 1 + n_names * (NAME_MAX_LEN + 2));
 	if (!body)
 		return NULL;
 	memcpy(body, first_line, first_len);
 	p = body + first_len;
+	if (n_alpn > 0) {
+		p += sprintf(p, "%s", WIRE_NAMES_ALPN);
+		for (size_t i = 0; i < n_alpn; i++)
+			p += sprintf(p, " %s", alpn[i]);
+		*p++ = '\n';
+	}
 	for (size_t i = 0; i < n_names; i++) {
 		if (!names[i] || !normalize_name(names[i], p)) {
 			free(body);
@@ -368,8 +404,25 @@ HANDOFF_API int handoff_listen_protocol(const char *runtime_dir, const char *con
 	return handoff_listen_family(runtime_dir, names, n_names, protocol, 0, flags);
 }
 
+HANDOFF_API int handoff_listen_alpn(const char *runtime_dir, const char *const *names,
+				    size_t n_names, const char *const *alpn, size_t n_alpn, int flags)
+{
+	if (n_alpn == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return handoff_listen_claim(runtime_dir, names, n_names, HANDOFF_PROTO_TLS, 0, alpn, n_alpn, flags);
+}
+
 int handoff_listen_family(const char *runtime_dir, const char *const *names, size_t n_names,
 			  enum handoff_protocol protocol, int only_family, int flags)
+{
+	return handoff_listen_claim(runtime_dir, names, n_names, protocol, only_family, NULL, 0, flags);
+}
+
+int handoff_listen_claim(const char *runtime_dir, const char *const *names, size_t n_names,
+			 enum handoff_protocol protocol, int only_family,
+			 const char *const *alpn, size_t n_alpn, int flags)
 {
 	char dir[PATH_MAX], upstreams[PATH_MAX], id[64];
 	char tmp_dir[FILE_PATH_CAP], tmp_sock[SOCK_PATH_CAP], tmp_names[FILE_PATH_CAP];
@@ -385,7 +438,7 @@ int handoff_listen_family(const char *runtime_dir, const char *const *names, siz
 		errno = EINVAL;
 		return -1;
 	}
-	body = format_names(names, n_names, protocol, only_family, &body_len);
+	body = format_names(names, n_names, protocol, only_family, alpn, n_alpn, &body_len);
 	if (!body)
 		return -1;
 
@@ -537,7 +590,7 @@ static bool header_is_valid(const struct wire_header *h, ssize_t received)
 	 * readable as long as the sender's header is at least as large. */
 	if (h->magic != WIRE_MAGIC || h->version < WIRE_VERSION || h->size < sizeof(*h))
 		return false;
-	if (h->protocol != WIRE_PROTO_TLS && h->protocol != WIRE_PROTO_HTTP)
+	if (h->protocol < WIRE_PROTO_TLS || h->protocol > WIRE_PROTO_SILENT)
 		return false;
 	/* name_len and alpn_len are single bytes, within name and alpn by
 	 * construction (see the static assertions above). */
@@ -547,7 +600,8 @@ static bool header_is_valid(const struct wire_header *h, ssize_t received)
 static void fill_info(struct handoff_info *info, const struct wire_header *h)
 {
 	memset(info, 0, sizeof(*info));
-	info->protocol = h->protocol == WIRE_PROTO_TLS ? HANDOFF_PROTO_TLS : HANDOFF_PROTO_HTTP;
+	/* enum handoff_protocol has the wire's values. */
+	info->protocol = (enum handoff_protocol)h->protocol;
 	memcpy(info->name, h->name, h->name_len);
 	info->name[h->name_len] = '\0';
 	memcpy(info->alpn, h->alpn, h->alpn_len);

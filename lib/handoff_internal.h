@@ -18,6 +18,16 @@ int handoff_listen_family(const char *runtime_dir, const char *const *names, siz
 			  enum handoff_protocol protocol, int only_family, int flags);
 
 /*
+ * handoff_listen_family() that also takes the ALPN ids (n_alpn of them, at
+ * most 8) that limit the registration to clients offering one of them;
+ * n_alpn 0 takes every client. For HANDOFF_PROTO_SSH and
+ * HANDOFF_PROTO_SILENT, n_names and n_alpn must be 0. EINVAL otherwise.
+ */
+int handoff_listen_claim(const char *runtime_dir, const char *const *names, size_t n_names,
+			 enum handoff_protocol protocol, int only_family,
+			 const char *const *alpn, size_t n_alpn, int flags);
+
+/*
  * Let handoff_accept() serve fd, a receiving socket that handoff_listen()
  * did not return under this number in this process: one moved to another
  * descriptor number with dup3(), or one inherited across exec(). Messages

@@ -6,6 +6,7 @@
  *   HANDOFF_PORTS="8443/tls,8080/http"        TCP ports whose listeners are replaced,
  *                                             each optionally limited to the
  *                                             connections of one protocol
+ *   HANDOFF_ALPN="acme-tls/1"                 only TLS clients offering these ALPN ids (optional)
  *   HANDOFF_RUNTIME_DIR=R                     the daemon's runtime directory (optional)
  *
  * When the server bind()s a TCP socket to one of those ports, this library
@@ -149,6 +150,9 @@ size_t n_ports;
 static char *names_buf;
 const char *names[MAX_NAMES];
 size_t n_names;
+const char *alpn_ids[MAX_ALPN_IDS];
+size_t n_alpn_ids;
+static char *alpn_buf;
 
 static void resolve_symbols(void)
 {
@@ -191,6 +195,8 @@ static bool parse_port_protocol(const char **p, enum handoff_protocol *protocol)
 	} suffixes[] = {
 		{ "/tls", HANDOFF_PROTO_TLS },
 		{ "/http", HANDOFF_PROTO_HTTP },
+		{ "/ssh", HANDOFF_PROTO_SSH },
+		{ "/silent", HANDOFF_PROTO_SILENT },
 	};
 
 	*protocol = 0;
@@ -245,6 +251,19 @@ static void parse_names(const char *list)
 		names[n_names++] = name;
 }
 
+/* HANDOFF_ALPN="acme-tls/1": the ALPN ids the names' receivers are limited to. */
+static void parse_alpn(const char *list)
+{
+	char *save = NULL;
+
+	alpn_buf = strdup(list);
+	if (!alpn_buf)
+		return;
+	for (char *id = strtok_r(alpn_buf, ",", &save); id && n_alpn_ids < MAX_ALPN_IDS;
+	     id = strtok_r(NULL, ",", &save))
+		alpn_ids[n_alpn_ids++] = id;
+}
+
 /* The fork handlers keep shadow_lock usable in a child forked while another
  * thread held it. */
 static void before_fork(void)
@@ -268,6 +287,9 @@ static void load_settings(void)
 	value = getenv("HANDOFF_NAMES");
 	if (value && *value)
 		parse_names(value);
+	value = getenv("HANDOFF_ALPN");
+	if (value && *value)
+		parse_alpn(value);
 	pthread_atfork(before_fork, after_fork, after_fork);
 }
 

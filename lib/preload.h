@@ -24,6 +24,7 @@
 /* Descriptors at or above this number are never swapped (bind fails). */
 #define MAX_TRACKED_FD		65536
 #define MAX_NAMES		64
+#define MAX_ALPN_IDS		8	/* WIRE_NAMES_ALPN_MAX */
 #define MAX_PORTS		64
 #define MAX_REMEMBERED		32
 #define OPTION_VALUE_MAX	16	/* an int, struct linger, a congestion control name */
@@ -115,6 +116,8 @@ extern _Thread_local unsigned inside_libhandoff;
 extern size_t n_ports;
 extern const char *names[MAX_NAMES];
 extern size_t n_names;
+extern const char *alpn_ids[MAX_ALPN_IDS];	/* HANDOFF_ALPN */
+extern size_t n_alpn_ids;
 
 void ensure_symbols(void);
 void ensure_settings(void);

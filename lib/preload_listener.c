@@ -118,8 +118,12 @@ static int swap_listener(int fd, const struct sockaddr *addr, socklen_t addr_len
 	snapshot_options(fd, sh);
 
 	inside_libhandoff++;
-	receiver = handoff_listen_family(NULL, names, n_names, handed_off->protocol,
-					 receivable_family(fd, addr), HANDOFF_CLOEXEC);
+	/* SSH and silent clients carry no name: their receivers claim the
+	 * protocol itself (and no ALPN ids). */
+	bool nameless = handed_off->protocol == HANDOFF_PROTO_SSH || handed_off->protocol == HANDOFF_PROTO_SILENT;
+	receiver = handoff_listen_claim(NULL, nameless ? NULL : names, nameless ? 0 : n_names,
+					handed_off->protocol, receivable_family(fd, addr),
+					nameless ? NULL : alpn_ids, nameless ? 0 : n_alpn_ids, HANDOFF_CLOEXEC);
 	inside_libhandoff--;
 	if (receiver < 0) {
 		saved = errno;

@@ -29,6 +29,9 @@ struct run_options {
 	size_t n_names;
 	struct run_port ports[MAX_RUN_PORTS];
 	size_t n_ports;
+	const char *claim;		/* --protocol: "ssh" or "silent", no names */
+	const char *alpn[WIRE_NAMES_ALPN_MAX];	/* --alpn ids */
+	size_t n_alpn;
 	const char *runtime_dir;	/* as given, NULL: the default */
 	unsigned wait_seconds;
 	char **program_argv;		/* NULL-terminated, from argv */

@@ -12,6 +12,20 @@
 #include "run.h"
 #include "run/launcher.h"
 
+/* HANDOFF_ALPN: the --alpn ids, comma-separated; unset without any. */
+static int
+set_alpn_env(const struct run_options *opt)
+{
+	char list[WIRE_NAMES_ALPN_MAX * 257];
+	size_t used = 0;
+
+	if (opt->n_alpn == 0)
+		return unsetenv("HANDOFF_ALPN");
+	for (size_t i = 0; i < opt->n_alpn; i++)
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? "," : "", opt->alpn[i]);
+	return setenv("HANDOFF_ALPN", list, 1);
+}
+
 /* In the child: the environment for the preload library, then exec. */
 static void __attribute__((noreturn))
 exec_program(const struct run_options *opt, const char *path, const char *preload,
@@ -43,7 +57,7 @@ exec_program(const struct run_options *opt, const char *path, const char *preloa
 	}
 	if (ld_preload == NULL || setenv("LD_PRELOAD", ld_preload, 1) < 0 ||
 	    setenv("HANDOFF_NAMES", names, 1) < 0 || setenv("HANDOFF_PORTS", ports, 1) < 0 ||
-	    setenv("HANDOFF_RUNTIME_DIR", runtime_dir, 1) < 0) {
+	    setenv("HANDOFF_RUNTIME_DIR", runtime_dir, 1) < 0 || set_alpn_env(opt) < 0) {
 		fprintf(stderr, "handoff run: cannot set up the environment: %s\n", strerror(errno));
 		_exit(127);
 	}

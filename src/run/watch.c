@@ -89,7 +89,8 @@ names_match(const struct run_options *opt, char *body)
 	for (char *line = strtok_r(body, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
 		bool known = false;
 		if (strncmp(line, WIRE_NAMES_PROTOCOL " ", sizeof(WIRE_NAMES_PROTOCOL)) == 0 ||
-		    strncmp(line, WIRE_NAMES_FAMILY " ", sizeof(WIRE_NAMES_FAMILY)) == 0)
+		    strncmp(line, WIRE_NAMES_FAMILY " ", sizeof(WIRE_NAMES_FAMILY)) == 0 ||
+		    strncmp(line, WIRE_NAMES_ALPN " ", sizeof(WIRE_NAMES_ALPN)) == 0)
 			continue;
 		for (size_t i = 0; i < opt->n_names; i++)
 			if (strcmp(opt->names[i], line) == 0)
@@ -107,6 +108,8 @@ watch_names_joined(const struct run_options *opt, char *out, size_t size)
 	size_t used = 0;
 
 	out[0] = '\0';
+	if (opt->claim != NULL)
+		snprintf(out, size, "protocol %s", opt->claim);
 	for (size_t i = 0; i < opt->n_names; i++) {
 		int n = snprintf(out + used, size - used, "%s%s", i ? ", " : "", opt->names[i]);
 		if (n < 0 || (size_t)n >= size - used)
