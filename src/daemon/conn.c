@@ -204,8 +204,14 @@ send_refusal(struct conn *c, enum outcome outcome)
 	const void *msg = NULL;
 	size_t len = 0;
 	bool tls = c->proto == PROTO_TLS;
-	if (c->proto != PROTO_TLS && c->proto != PROTO_HTTP)
-		return;	/* SSH, silent or unknown clients are told nothing in a language they speak */
+	if (c->io.fd < 0)
+		return;
+	if (c->proto != PROTO_TLS && c->proto != PROTO_HTTP) {
+		/* SSH, silent or unknown clients get no message, but a FIN all the same. */
+		while (recv(c->io.fd, peek_buf, sizeof(peek_buf), MSG_DONTWAIT) > 0)
+			;
+		return;
+	}
 	if (outcome == OUTCOME_NO_ROUTE || outcome == OUTCOME_REFUSED) {
 		msg = tls ? (const void *)tls_alert_unrecognized_name : (const void *)http_503;
 		len = tls ? sizeof(tls_alert_unrecognized_name) : sizeof(http_503) - 1;

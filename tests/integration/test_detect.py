@@ -1,0 +1,210 @@
+# test_detect.py - routing by ALPN, and the detect listener: TLS, SSH (OpenSSH under handoff run) and silent clients on one port.
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+import pytest
+
+from harness import HANDOFF, REQUEST_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, free_port, https_get, read_text, wait_for
+
+
+class Backend:
+	"""A plain TCP server on loopback that remembers the first bytes of
+	every connection; with a banner it speaks first (a server-first
+	protocol such as SMTP) and echoes what it then reads."""
+
+	def __init__(self, banner=None):
+		self.sock = socket.socket()
+		self.sock.bind(("127.0.0.1", 0))
+		self.sock.listen(16)
+		self.port = self.sock.getsockname()[1]
+		self.banner = banner
+		self.first_bytes = []
+		self.thread = threading.Thread(target=self.serve, daemon=True)
+		self.thread.start()
+
+	def serve(self):
+		while True:
+			try:
+				conn, _ = self.sock.accept()
+			except OSError:
+				return
+			with conn:
+				conn.settimeout(REQUEST_TIMEOUT)
+				try:
+					if self.banner:
+						conn.sendall(self.banner)
+					data = conn.recv(4096)
+					self.first_bytes.append(data)
+					if self.banner:
+						conn.sendall(b"echo " + data)
+				except OSError:
+					self.first_bytes.append(b"")
+
+	def close(self):
+		self.sock.close()
+
+
+def tls_hello_to(port, name, alpn):
+	"""Start a TLS handshake offering alpn; the relay target is no TLS
+	server, so only the ClientHello matters. Returns when the connection ends."""
+	ctx = ssl.create_default_context()
+	ctx.check_hostname = False
+	ctx.verify_mode = ssl.CERT_NONE
+	ctx.set_alpn_protocols(alpn)
+	with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as raw:
+		try:
+			with ctx.wrap_socket(raw, server_hostname=name):
+				pass
+		except (ssl.SSLError, OSError):
+			pass
+
+
+def test_alpn_routes_pick_by_client_preference(hx):
+	"""A name's clients go to the route of the first ALPN id in their
+	preference order that has one, else to the name's route."""
+	h2, acme, plain = Backend(), Backend(), Backend()
+	port = free_port()
+	config = hx.config([f"127.0.0.1:{port} tls"]) + (
+		f"route a.example alpn h2 to tcp:127.0.0.1:{h2.port}\n"
+		f"route a.example alpn acme-tls/1 to tcp:127.0.0.1:{acme.port}\n"
+		f"route a.example to tcp:127.0.0.1:{plain.port}\n")
+	d = hx.daemon(config)
+	try:
+		cases = [(["acme-tls/1"], acme), (["h2", "http/1.1"], h2), (["http/1.1", "h2"], h2),
+			 (["http/1.1"], plain), ([], plain), (["spdy/3", "acme-tls/1", "h2"], acme)]
+		for alpn, backend in cases:
+			before = [len(b.first_bytes) for b in (h2, acme, plain)]
+			tls_hello_to(port, "a.example", alpn)
+			assert wait_for(lambda: len(backend.first_bytes) > before[(h2, acme, plain).index(backend)],
+					REQUEST_TIMEOUT), f"ALPN {alpn}: no connection at the expected target"
+			assert backend.first_bytes[-1][:1] == b"\x16"
+		assert [len(b.first_bytes) for b in (h2, acme, plain)] == [2, 2, 2]
+	finally:
+		for b in (h2, acme, plain):
+			b.close()
+
+
+def test_alpn_claim_takes_only_its_clients(hx):
+	"""An upstream whose names file says 'alpn acme-tls/1' gets a.example's
+	acme-tls/1 clients; the name's ordinary upstream keeps the others."""
+	port = free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls"]))
+	site = hx.upstream(["a.example"], "site", daemon=d)
+	# A second upstream for the same name, limited to acme-tls/1 by the
+	# names file line that libhandoff writes for handoff_listen_alpn().
+	responder = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+	ident = f"{os.getpid()}-00000000000000aa"
+	updir = hx.runtime_dir / "upstreams"
+	tmp = updir / f".{ident}"
+	tmp.mkdir(mode=0o755)
+	responder.bind(str(tmp / f"{ident}.sock"))
+	(tmp / f"{ident}.names").write_text("alpn acme-tls/1\na.example\n")
+	os.rename(tmp, updir / ident)
+	d.wait_log(rf"registered upstream {ident} names=a\.example uid=\d+ alpn=acme-tls/1")
+	try:
+		response = https_get(hx.certs, port, "a.example")
+		assert response.status == 200 and response.cert_subject == "a.example"
+		responder.settimeout(REQUEST_TIMEOUT)
+		client = threading.Thread(target=tls_hello_to, args=(port, "a.example", ["acme-tls/1"]))
+		client.start()
+		msg, anc, flags, _ = responder.recvmsg(4096, socket.CMSG_SPACE(4 * 4))
+		fds = [int.from_bytes(data[i:i + 4], "little") for level, kind, data in anc
+		       if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS for i in range(0, len(data), 4)]
+		assert len(fds) == 1, "the acme-tls/1 client was not handed to the ALPN upstream"
+		os.close(fds[0])
+		client.join(REQUEST_TIMEOUT)
+		response = https_get(hx.certs, port, "a.example")
+		assert response.status == 200
+		d.wait_access(lambda r: r.get("upstream") == ident and r.get("outcome") == "handoff")
+	finally:
+		responder.close()
+
+
+def sshd_setup(directory, port):
+	"""Host key, client key and a private sshd_config in directory."""
+	keys = directory / "ssh"
+	keys.mkdir(mode=0o700)
+	for name in ("host", "client"):
+		subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)],
+			       check=True, timeout=60)
+	shutil.copy(keys / "client.pub", keys / "authorized_keys")
+	os.makedirs("/run/sshd", mode=0o755, exist_ok=True)	# sshd's privilege separation directory
+	config = keys / "sshd_config"
+	config.write_text(
+		f"Port {port}\nListenAddress 127.0.0.1\nHostKey {keys}/host\nPidFile {keys}/sshd.pid\n"
+		f"AuthorizedKeysFile {keys}/authorized_keys\nStrictModes no\nUsePAM no\n"
+		"PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n"
+		"LogLevel VERBOSE\n")
+	return keys, config
+
+
+def ssh_command(keys, port, command):
+	return subprocess.run(["ssh", "-i", str(keys / "client"), "-p", str(port), "-o", "StrictHostKeyChecking=no",
+			       "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20",
+			       "root@127.0.0.1", command], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.access("/usr/sbin/sshd", os.X_OK),
+		    reason="needs root and openssh-server (tests/integration/detect/packages.txt)")
+def test_detect_listener_serves_tls_ssh_and_silent_clients(hx):
+	"""One detect port: HTTPS to a libhandoff upstream, SSH to OpenSSH's
+	sshd under handoff run --protocol ssh (which sees the real client
+	address), a silent client to a server-first relay target, and bytes of
+	no known protocol refused."""
+	port, sshd_port = free_port(), free_port()
+	banner = Backend(banner=b"220 banner.example ESMTP\r\n")
+	config = hx.config([f"127.0.0.1:{port} detect detect-timeout 1s"],
+			   grants=("* to self", "protocol ssh to self")) + \
+		f"route protocol silent to tcp:127.0.0.1:{banner.port}\n"
+	d = hx.daemon(config)
+	hx.upstream(["a.example"], "site", daemon=d)
+	keys, sshd_config = sshd_setup(hx.dir, sshd_port)
+	sshd_log = hx.dir / "sshd.log"
+	with open(sshd_log, "wb") as log:
+		sshd = subprocess.Popen([str(HANDOFF), "run", "--protocol", "ssh", "--port", str(sshd_port),
+					 "--runtime-dir", str(hx.runtime_dir), "--", "/usr/sbin/sshd", "-D", "-e",
+					 "-f", str(sshd_config)], stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+	try:
+		d.wait_log(r"registered upstream \S+ names=protocol:ssh uid=0 protocol=ssh", timeout=START_TIMEOUT)
+		response = https_get(hx.certs, port, "a.example")
+		assert response.status == 200 and response.cert_subject == "a.example"
+
+		result = ssh_command(keys, port, "echo over-handoff")
+		assert result.returncode == 0, f"ssh failed: {result.stderr}\nsshd log:\n{read_text(sshd_log)}"
+		assert result.stdout.strip() == "over-handoff"
+		records = d.wait_access(lambda r: r.get("proto") == "ssh" and r.get("outcome") == "handoff")
+		client_port = records[-1]["client"].rsplit(":", 1)[1]
+		# sshd got the client's own socket: its log names the client's port, not the daemon's.
+		assert wait_for(lambda: f"127.0.0.1 port {client_port}" in read_text(sshd_log), REQUEST_TIMEOUT), \
+			read_text(sshd_log)
+
+		with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as s:
+			assert s.recv(100) == b"220 banner.example ESMTP\r\n"
+			s.sendall(b"EHLO x\r\n")
+			assert s.recv(100) == b"echo EHLO x\r\n"
+		d.wait_access(lambda r: r.get("proto") == "silent" and r.get("outcome") == "relayed")
+
+		# Never guessed: bytes of no known protocol, and an SSH line that is
+		# not SSH-2.0, are logged and closed.
+		for junk, why in ((b"\x00\x01garbage", "unknown protocol from .*: first byte begins neither a TLS"),
+				  (b"SSH-1.5-old\r\n", "invalid SSH identification from .*: SSH protocol version other than 2.0")):
+			with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as s:
+				s.sendall(junk)
+				assert s.recv(100) == b""
+			d.wait_log(why)
+		assert len(d.wait_access(lambda r: r.get("outcome") == "invalid" and r.get("proto") in ("-", "ssh"),
+					 count=2)) == 2
+	finally:
+		sshd.send_signal(signal.SIGTERM)
+		try:
+			sshd.wait(STOP_TIMEOUT)
+		except subprocess.TimeoutExpired:
+			sshd.kill()
+			sshd.wait(STOP_TIMEOUT)
+		banner.close()
