@@ -14,7 +14,7 @@
 #define MAX_WAIT_SECONDS	86400
 
 const char run_usage_text[] =
-	"usage: handoff run --name NAME [--name NAME ...]\n"
+	"usage: handoff run --name NAME [--name NAME ...] [--alpn ID ...] | --protocol ssh|silent\n"
 	"                   --port PORT[/tls|/http] [--port PORT[/tls|/http] ...]\n"
 	"                   [--runtime-dir DIR] [--wait SECONDS] -- PROGRAM [ARGS...]\n"
 	"\n"
@@ -25,6 +25,11 @@ const char run_usage_text[] =
 	"\n"
 	"  --name NAME         a name to claim: a.example, *.apps.example or *; repeat\n"
 	"                      for more (the daemon's configuration must grant them)\n"
+	"  --protocol ssh|silent\n"
+	"                      take the daemon's detect listeners' SSH (or silent)\n"
+	"                      clients instead of names (needs 'grant protocol ssh')\n"
+	"  --alpn ID           only TLS clients offering ALPN protocol ID (e.g.\n"
+	"                      acme-tls/1); repeat for more (at most 8)\n"
 	"  --port PORT[/tls|/http]\n"
 	"                      a TCP port PROGRAM listens on; repeat for more. With\n"
 	"                      /tls it receives only the connections of the daemon's\n"
@@ -144,6 +149,21 @@ invalid:
 	return -1;
 }
 
+/* An ALPN id as the daemon takes it: 1..255 bytes of visible ASCII, no comma
+ * (HANDOFF_ALPN separates ids with commas). */
+static bool
+alpn_id_valid(const char *id)
+{
+	size_t len = strlen(id);
+
+	if (len == 0 || len > 255)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)id[i] <= 0x20 || (unsigned char)id[i] >= 0x7f || id[i] == ',')
+			return false;
+	return true;
+}
+
 /* "--opt VALUE" or "--opt=VALUE": the value, advancing *i; NULL if a is
  * not this option. Sets *missing if the value is absent. */
 static const char *
@@ -190,6 +210,19 @@ run_parse_options(int argc, char **argv, struct run_options *opt)
 		} else if ((v = option_value("--port", argc, argv, &i, &missing)) != NULL) {
 			if (add_port(opt, v) < 0)
 				return -1;
+		} else if ((v = option_value("--protocol", argc, argv, &i, &missing)) != NULL) {
+			if (strcmp(v, "ssh") != 0 && strcmp(v, "silent") != 0) {
+				usage_error("invalid --protocol '%s' (expected ssh or silent)", v);
+				return -1;
+			}
+			opt->claim = strcmp(v, "ssh") == 0 ? "ssh" : "silent";
+		} else if ((v = option_value("--alpn", argc, argv, &i, &missing)) != NULL) {
+			if (!alpn_id_valid(v) || opt->n_alpn == WIRE_NAMES_ALPN_MAX) {
+				usage_error("invalid or one too many --alpn '%s' (at most 8 ids of visible ASCII, "
+					    "such as acme-tls/1 or h2)", v);
+				return -1;
+			}
+			opt->alpn[opt->n_alpn++] = v;
 		} else if ((v = option_value("--runtime-dir", argc, argv, &i, &missing)) != NULL) {
 			opt->runtime_dir = v;
 		} else if ((v = option_value("--wait", argc, argv, &i, &missing)) != NULL) {
@@ -206,9 +239,25 @@ run_parse_options(int argc, char **argv, struct run_options *opt)
 			return -1;
 		}
 	}
-	if (opt->n_names == 0) {
-		usage_error("%s", "which names? give at least one --name");
+	if (opt->claim != NULL && (opt->n_names > 0 || opt->n_alpn > 0)) {
+		usage_error("--protocol %s takes no --name and no --alpn: its clients carry no name", opt->claim);
 		return -1;
+	}
+	if (opt->n_names == 0 && opt->claim == NULL) {
+		usage_error("%s", "which names? give at least one --name (or --protocol ssh|silent)");
+		return -1;
+	}
+	for (size_t k = 0; k < opt->n_ports; k++) {
+		if (opt->claim != NULL && opt->ports[k].protocol != NULL) {
+			usage_error("--protocol %s: give its ports without /tls or /http", opt->claim);
+			return -1;
+		}
+		if (opt->n_alpn > 0 && opt->ports[k].protocol != NULL && strcmp(opt->ports[k].protocol, "http") == 0) {
+			usage_error("%s", "--alpn applies to TLS clients: a /http port never gets one");
+			return -1;
+		}
+		if (opt->claim != NULL)
+			opt->ports[k].protocol = opt->claim;
 	}
 	if (opt->n_ports == 0) {
 		usage_error("%s", "which ports? give at least one --port");
