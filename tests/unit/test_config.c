@@ -21,7 +21,8 @@
 #define LABEL "test.conf"
 #define KNOWN "(known: runtime-dir, access-log, peek-timeout, handoff-timeout, max-peeking, " \
 	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, ipv6-prefix, listen, grant, route, admin)"
-#define LISTEN_USAGE "'listen ADDRESS:PORT tls|http [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]]'"
+#define LISTEN_USAGE "'listen ADDRESS:PORT tls|http|detect [default NAME] [v6only on|off] [backlog N] " \
+	"[accept-proxy CIDR[,CIDR...]] [detect-timeout D]'"
 #define ADDRESS_EXAMPLES "e.g. 127.0.0.1:8443, *:443 or [::1]:8443"
 #define PRINCIPAL_HINT "expected a user name, a numeric uid, @group, @GID or self"
 #define DURATION_HINT "expected e.g. 500ms, 10s or 2m; more than 0, at most 60m"
@@ -338,7 +339,7 @@ test_listen_options(void **state)
 {
 	(void)state;
 	expect_error("listen 127.0.0.1:443 ssl\n",
-		     LABEL ":1: listen: unknown protocol 'ssl' (expected tls or http)");
+		     LABEL ":1: listen: unknown protocol 'ssl' (expected tls, http or detect)");
 	expect_error("listen 127.0.0.1:443 tls v6only on\n",
 		     LABEL ":1: listen: v6only applies only to IPv6 addresses such as [::]:443");
 	expect_error("listen [::]:443 tls v6only yes\n",
@@ -361,9 +362,9 @@ test_missing_arguments(void **state)
 	expect_error("listen 127.0.0.1:443\n", LABEL ":1: listen: expected " LISTEN_USAGE);
 	expect_error("listen [::]:443 tls default\n", LABEL ":1: listen: expected " LISTEN_USAGE);
 	expect_error("listen 127.0.0.1:443 tls\ngrant a.example self\n",
-		     LABEL ":2: grant: expected 'grant PATTERN to PRINCIPAL [PRINCIPAL ...]'");
+		     LABEL ":2: grant: expected 'grant PATTERN|protocol ssh|silent to PRINCIPAL [PRINCIPAL ...]'");
 	expect_error("listen 127.0.0.1:443 tls\ngrant a.example to\n",
-		     LABEL ":2: grant: expected 'grant PATTERN to PRINCIPAL [PRINCIPAL ...]'");
+		     LABEL ":2: grant: expected 'grant PATTERN|protocol ssh|silent to PRINCIPAL [PRINCIPAL ...]'");
 	expect_error("runtime-dir\nlisten 127.0.0.1:443 tls\n",
 		     LABEL ":1: runtime-dir: expected 'runtime-dir PATH'");
 	expect_error("access-log /a /b\nlisten 127.0.0.1:443 tls\n",
@@ -870,7 +871,7 @@ test_route_errors(void **state)
 {
 	(void)state;
 	expect_error("listen 127.0.0.1:8443 tls\nroute a.example tcp:127.0.0.1:1\n",
-		     "test.conf:2: route: expected 'route PATTERN to tcp:HOST:PORT [weight N] [tcp:HOST:PORT ...] "
+		     "test.conf:2: route: expected 'route PATTERN [alpn ID]|protocol ssh|silent to tcp:HOST:PORT [weight N] [tcp:HOST:PORT ...] "
 		     "[balance round-robin|least-conn] [proxy v1|v2] [connect-timeout D] [idle-timeout D] "
 		     "[fail-after N] [retry-after D] [check D]'");
 	expect_error("listen 127.0.0.1:8443 tls\nroute a.example to tcp:127.0.0.1\n",
@@ -883,7 +884,7 @@ test_route_errors(void **state)
 	expect_error("listen 127.0.0.1:8443 tls\nroute a.example to weight 2\n",
 		     "test.conf:2: route: 'weight' must follow a tcp: target");
 	expect_error("listen 127.0.0.1:8443 tls\nroute a.example to tcp:1.2.3.4:5 colour blue\n",
-		     "test.conf:2: route: unknown option 'colour'; expected 'route PATTERN to tcp:HOST:PORT [weight N] "
+		     "test.conf:2: route: unknown option 'colour'; expected 'route PATTERN [alpn ID]|protocol ssh|silent to tcp:HOST:PORT [weight N] "
 		     "[tcp:HOST:PORT ...] [balance round-robin|least-conn] [proxy v1|v2] [connect-timeout D] "
 		     "[idle-timeout D] [fail-after N] [retry-after D] [check D]'");
 	expect_error("listen 127.0.0.1:8443 tls\nroute a.example to tcp:1.2.3.4:5\nroute A.example to tcp:1.2.3.4:6\n",
@@ -1011,6 +1012,53 @@ test_admin(void **state)
 		     "test.conf:3: admin allow: bad prefix length in '10.0.0.0/33' (expected 0..32)");
 }
 
+/* ALPN routes, protocol routes and grants, detect listeners and their errors. */
+static void
+test_alpn_and_detect(void **state)
+{
+	(void)state;
+	struct config cfg;
+	load_ok("listen 127.0.0.1:1 detect detect-timeout 500ms\n"
+		"route a.example alpn acme-tls/1 to tcp:127.0.0.1:5001\n"
+		"route a.example to tcp:127.0.0.1:8443\n"
+		"route protocol silent to tcp:127.0.0.1:25\n"
+		"grant protocol ssh to 0\n"
+		"grant a.example to 1000\n", &cfg);
+	assert_int_equal(cfg.listeners[0].proto, LISTENER_DETECT);
+	assert_int_equal(cfg.listeners[0].detect_timeout_ms, 500);
+	assert_int_equal(cfg.n_routes, 3);
+	assert_string_equal(cfg.routes[0].pattern, "a.example");
+	assert_string_equal(cfg.routes[0].alpn, "acme-tls/1");
+	assert_string_equal(cfg.routes[1].alpn, "");
+	assert_string_equal(cfg.routes[2].pattern, PROTOCOL_KEY_SILENT);
+	assert_true(config_may_claim(&cfg, PROTOCOL_KEY_SSH, 0));
+	assert_false(config_may_claim(&cfg, PROTOCOL_KEY_SSH, 1000));
+	assert_false(config_may_claim(&cfg, PROTOCOL_KEY_SILENT, 0));
+	config_free(&cfg);
+
+	/* grant * never grants a protocol. */
+	load_ok("listen 127.0.0.1:1 detect\ngrant * to 0\n", &cfg);
+	assert_int_equal(cfg.listeners[0].detect_timeout_ms, 2000);
+	assert_false(config_may_claim(&cfg, PROTOCOL_KEY_SSH, 0));
+	config_free(&cfg);
+
+	expect_error("listen 127.0.0.1:1 tls detect-timeout 1s\n",
+		     LABEL ":1: listen: detect-timeout applies only to detect listeners");
+	expect_error("peek-timeout 2s\nlisten 127.0.0.1:1 detect detect-timeout 2s\n",
+		     LABEL ":2: listen: detect-timeout 2000 ms is not shorter than peek-timeout 2000 ms "
+		     "(lower it, or raise peek-timeout)");
+	expect_error("listen 127.0.0.1:1 tls\nroute a.example alpn \"h 2\" to tcp:127.0.0.1:1\n",
+		     LABEL ":2: route: bad ALPN id 'h 2' (expected 1..255 visible ASCII bytes, e.g. h2 or acme-tls/1)");
+	expect_error("listen 127.0.0.1:1 tls\nroute a.example alpn h2 to tcp:127.0.0.1:1\n"
+		     "route a.example alpn h2 to tcp:127.0.0.1:2\n",
+		     LABEL ":3: route: a.example alpn h2 already routed on line 2");
+	expect_error("listen 127.0.0.1:1 tls\nroute protocol ftp to tcp:127.0.0.1:1\n",
+		     LABEL ":2: route: unknown protocol 'ftp' (expected ssh or silent)");
+	expect_error("listen 127.0.0.1:1 tls\ngrant protocol telnet to 0\n",
+		     LABEL ":2: grant: unknown protocol 'telnet' (expected ssh or silent)");
+}
+
+
 int
 main(void)
 {
@@ -1048,6 +1096,7 @@ main(void)
 		cmocka_unit_test(test_accept_proxy),
 		cmocka_unit_test(test_relay_limits),
 		cmocka_unit_test(test_admin),
+		cmocka_unit_test(test_alpn_and_detect),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
