@@ -58,15 +58,23 @@ ACCESS_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z client=\S+ ")
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
+def forged_lines(pid):
+	"""What the log-forging attack tries to make appear as lines of their
+	own: the daemon's prefix and a registration it never made."""
+	return (f"handoff[{pid}]: registered upstream x",
+		f"handoff[{pid}]: registered upstream 1-0 names=a.example uid=0")
+
+
 def log_problems(stderr_text, access_text, pid):
-	"""Lines that a reader could mistake for something the daemon did not
-	write: a diagnostics line without the daemon's prefix, an access-log
-	line that does not start with its timestamp and client or holds two
+	"""Lines the daemon did not write as such: a diagnostics line without
+	the daemon's prefix or starting with a forged text, an access-log line
+	that does not start with its timestamp and client or holds two
 	outcomes, and any control character (other than tab) in either."""
 	prefix = f"handoff[{pid}]: "
 	bad = []
 	for line in stderr_text.split("\n")[:-1]:
-		if not line.startswith(prefix) or CONTROL.search(line):
+		if (not line.startswith(prefix) or CONTROL.search(line)
+		    or any(line.startswith(f) for f in forged_lines(pid))):
 			bad.append(f"stderr: {line!r}")
 	for line in access_text.split("\n")[:-1]:
 		if not ACCESS_LINE.match(line) or CONTROL.search(line) or line.count(" outcome=") != 1:
@@ -249,8 +257,9 @@ def write_names(directory, ident, text):
 def attack_forge(directory, daemon_pid):
 	"""IDs and names that carry a newline or control characters followed by
 	text shaped like the daemon's own lines."""
-	fake = f"handoff[{daemon_pid}]: registered upstream 1-0 names=a.example uid=0"
-	idents = [f"1\n{fake}", f"2\r{fake}", f"3\x1b[2K\r{fake}"]
+	# Short enough for sun_path under the test's runtime directory.
+	short, fake = forged_lines(daemon_pid)
+	idents = [f"1\n{short}", f"2\r{short}", f"3\x1b[2K\r{short}"]
 	socks = []
 	for ident in idents:
 		socks.append(bind_dgram(directory / f"{ident}.sock"))
