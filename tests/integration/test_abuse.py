@@ -643,6 +643,43 @@ def decided(d, ids):
 	return sum(1 for i in ids if f"upstream {i}:" in text or f"upstream {i} " in text)
 
 
+RELAY_HOLDERS = 100
+
+
+def relay_holders(bad, http_port):
+	"""RELAY_HOLDERS relayed connections from one address to a target that
+	waits for the client's end of stream: each holds two descriptors in
+	the daemon for as long as the client likes, so the daemon must refuse
+	them past a per-address bound."""
+	socks = []
+	for _ in range(RELAY_HOLDERS):
+		sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+		sock.settimeout(10)
+		sock.bind(("127.0.2.1", 0))
+		sock.connect(("127.0.0.1", http_port))
+		sock.sendall(host_request(b"hold.example"))
+		socks.append(sock)
+	bad.tried += len(socks)
+	time.sleep(2.0)
+	try:
+		still_open = 0
+		for sock in socks:
+			sock.setblocking(False)
+			try:
+				if sock.recv(1) == b"":
+					continue
+			except BlockingIOError:
+				still_open += 1
+			except OSError:
+				continue
+	finally:
+		close_all(socks)
+	if still_open == RELAY_HOLDERS:
+		bad.problems.append(f"all {RELAY_HOLDERS} relayed connections from one address were held: "
+				    f"no per-address bound on relays")
+	return still_open
+
+
 def registration_attacks(bad, hx, d, certs, tls_port, http_port):
 	upstreams = hx.runtime_dir / "upstreams"
 	problems = bad.problems
@@ -727,7 +764,7 @@ def registration_attacks(bad, hx, d, certs, tls_port, http_port):
 		problems.append(f"b.example served by {labels} after the planted files")
 
 
-def test_bad_input(hx, certs, monkeypatch):
+def test_bad_input(hx, certs, procs, monkeypatch):
 	# RSS is measured, so the daemon is the release build (as in
 	# test_relay's slow-reader test): ASan's allocator quarantine and
 	# shadow memory would move RSS on their own.
@@ -736,10 +773,14 @@ def test_bad_input(hx, certs, monkeypatch):
 	monkeypatch.setattr(harness, "HANDOFF", release)
 	tls_port, http_port, proxy_port = free_port(), free_port(), free_port()
 	access_log = hx.dir / "access.log"
+	hold_port = free_port()
+	procs.target("summary", hold_port, "hold")
 	d = hx.daemon(hx.config([f"127.0.0.1:{tls_port} tls default a.example",
 				 f"127.0.0.1:{http_port} http default a.example",
 				 f"127.0.0.1:{proxy_port} http accept-proxy 127.0.0.9"],
-				grants=["* to self", "n.example to nobody", "*.n.example to nobody"], access_log=str(access_log)))
+				grants=["* to self", "n.example to nobody", "*.n.example to nobody"],
+				access_log=str(access_log))
+		      + f"route hold.example to tcp:127.0.0.1:{hold_port}\n")
 	hx.upstream(["a.example"], "site-a", daemon=d)
 	hx.upstream(["b.example"], "site-b", daemon=d)
 	# Warm up, so lazily opened descriptors and first allocations are in the baseline.
@@ -754,6 +795,7 @@ def test_bad_input(hx, certs, monkeypatch):
 	replay_corpora(bad, tls_port, http_port, proxy_port)
 	crafted_inputs(bad, certs, tls_port, http_port, proxy_port)
 	loris = slowloris(bad, d, certs, tls_port, http_port, base_rss)
+	held = relay_holders(bad, http_port)
 	registration_attacks(bad, hx, d, certs, tls_port, http_port)
 	bad.check_routes()
 
@@ -771,7 +813,7 @@ def test_bad_input(hx, certs, monkeypatch):
 		f"descriptors and memory {back}")
 	print(f"\n{line}  (descriptors {base_fds} -> {loris['peak_fds']} -> {end_fds}, RSS {base_rss} -> "
 	      f"{loris['peak_rss']} -> {end_rss} KiB, slowloris latency x{loris['ratio']:.1f} of "
-	      f"{loris['before_ms']:.1f} ms)")
+	      f"{loris['before_ms']:.1f} ms, {held} of {RELAY_HOLDERS} relays from one address held)")
 	for p in bad.problems:
 		print(f"  {p}")
 	assert line == f"bad inputs tried: {bad.tried}, daemon alive, descriptors and memory back to baseline"
