@@ -42,6 +42,23 @@ def fd_count(pid):
 	return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+# The relay keeps up to 16 empty pipes (PIPE_POOL_MAX in src/relay.c) for
+# the next relay: two descriptors each, not a leak.
+PIPE_POOL_DESCRIPTORS = 2 * 16
+
+
+def fd_count_without_pipes(pid):
+	"""Open descriptors other than pipes, and the pipe ends apart."""
+	links = []
+	for fd in os.listdir(f"/proc/{pid}/fd"):
+		try:
+			links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+		except FileNotFoundError:
+			pass
+	pipes = sum(1 for link in links if link.startswith("pipe:"))
+	return len(links) - pipes, pipes
+
+
 def rss_kib(pid):
 	match = re.search(r"^VmRSS:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
 	return int(match.group(1))

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import harness
-from abuse_helpers import (MixedLoad, Kind, alive, attacker_argv, expect_status, fd_count,
+from abuse_helpers import (PIPE_POOL_DESCRIPTORS, MixedLoad, Kind, alive, fd_count_without_pipes, attacker_argv, expect_status, fd_count,
 			   keepalive_requests, log_problems, remove_files, rss_kib, sha256, tls_hello)
 from harness import (Daemon, MemoryTLSClient, Upstream, connect, free_port, http_get, https_get,
 		     read_text, request_bytes, wait_for)
@@ -717,7 +717,7 @@ def registration_attacks(bad, hx, d, certs, tls_port, http_port):
 	victim = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 	victim.bind(str(victim_path))
 	try:
-		proc, info = run_attacker(["symlink", upstreams, victim_path, 300, 20000], timeout=120)
+		proc, info = run_attacker(["symlink", upstreams, victim_path, 500, 20000], timeout=120)
 		bad.tried += info["tried"]
 		wait_for(lambda: decided(d, info["ids"]) == len(info["ids"]), 30, interval=0.2)
 		registered = sum(1 for i in info["ids"] if f"registered upstream {i} " in d.log())
@@ -789,7 +789,7 @@ def test_bad_input(hx, certs, procs, monkeypatch):
 		http_get(http_port, "b.example")
 	d.wait_access(lambda r: r["outcome"] == "handoff", count=10)
 	time.sleep(0.5)
-	base_fds, base_rss = fd_count(d.pid), rss_kib(d.pid)
+	base_fds, base_rss = fd_count_without_pipes(d.pid)[0], rss_kib(d.pid)
 
 	bad = BadInput(d)
 	replay_corpora(bad, tls_port, http_port, proxy_port)
@@ -801,7 +801,10 @@ def test_bad_input(hx, certs, procs, monkeypatch):
 
 	is_alive = alive(d.pid) and d.proc.poll() is None
 	serves = is_alive and https_get(certs, tls_port, "a.example").fields["label"] == "site-a"
-	fds_back = wait_for(lambda: fd_count(d.pid) <= base_fds, 15) if is_alive else False
+	def descriptors_back():
+		others, pipes = fd_count_without_pipes(d.pid)
+		return others <= base_fds and pipes <= PIPE_POOL_DESCRIPTORS
+	fds_back = wait_for(descriptors_back, 15) if is_alive else False
 	end_fds = fd_count(d.pid) if is_alive else -1
 	end_rss = rss_kib(d.pid) if is_alive else -1
 	rss_back = is_alive and end_rss <= base_rss * 1.25 + 8 * 1024
@@ -814,6 +817,9 @@ def test_bad_input(hx, certs, procs, monkeypatch):
 	print(f"\n{line}  (descriptors {base_fds} -> {loris['peak_fds']} -> {end_fds}, RSS {base_rss} -> "
 	      f"{loris['peak_rss']} -> {end_rss} KiB, slowloris latency x{loris['ratio']:.1f} of "
 	      f"{loris['before_ms']:.1f} ms, {held} of {RELAY_HOLDERS} relays from one address held)")
+	if is_alive and not fds_back:
+		bad.problems.append("descriptors held after the bad input: " + ", ".join(
+			sorted(os.readlink(f"/proc/{d.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{d.pid}/fd"))))
 	for p in bad.problems:
 		print(f"  {p}")
 	assert line == f"bad inputs tried: {bad.tried}, daemon alive, descriptors and memory back to baseline"
