@@ -24,7 +24,6 @@ import os
 import random
 import re
 import socket
-import ssl
 import struct
 import sys
 import threading

@@ -1,13 +1,14 @@
 # test_abuse.py - load held for a fixed time, faults survived under that load, and bad input of every kind against one running daemon; each part prints one summary line (docs/reliability.md).
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import threading
-import time
 import json
 import random
 import statistics
+import time
 from pathlib import Path
 
 import pytest
@@ -302,7 +303,6 @@ def fault_daemon_killed(world, load):
 	load.pause()
 	site = world.nginx_tls
 	keep = world.nginx_http
-	import http.client
 	kept = http.client.HTTPConnection("127.0.0.1", world.http_port, timeout=20)
 	kept.request("GET", "/small.txt", headers={"Host": keep.name})
 	first = kept.getresponse()
@@ -614,9 +614,8 @@ def run_attacker(args, timeout=60):
 	"""Start an attack as nobody; returns (process, the JSON line it printed)."""
 	proc = subprocess.Popen(attacker_argv(*args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
 				stderr=subprocess.PIPE, text=True)
-	line = ""
-	reader = threading.Thread(target=lambda: out.append(proc.stdout.readline()))
 	out = []
+	reader = threading.Thread(target=lambda: out.append(proc.stdout.readline()))
 	reader.start()
 	reader.join(timeout)
 	line = out[0] if out else ""
