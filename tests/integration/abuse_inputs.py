@@ -252,7 +252,8 @@ def decided(d, ids):
 	return sum(1 for i in ids if f"upstream {i}:" in text or f"upstream {i} " in text)
 
 
-RELAY_HOLDERS = 100
+# Under max-per-ip (64), so that the peek-phase bound is not what refuses.
+RELAY_HOLDERS = 60
 
 
 def relay_holders(bad, http_port):
