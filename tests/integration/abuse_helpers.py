@@ -324,11 +324,16 @@ def attack_symlink(directory, victim, attempts, flips):
 	turn, by the attacker's own bound socket (a hard link to it) and by a
 	symbolic link to the victim's socket, so that the daemon's checks and
 	its connect() may see different files; until the daemon has answered
-	in ID.status (or flips rounds passed). Ends with the real socket."""
+	in ID.status, or for at most 15 ms (a daemon that rate-limits its
+	answers may never write one). Ends with the real socket. Stops early
+	after 12 s in all."""
 	socks = []
 	idents = []
 	rng = random.Random(attempts)
+	give_up = time.monotonic() + 12
 	for i in range(attempts):
+		if time.monotonic() > give_up:
+			break
 		ident = f"{os.getpid()}-swap{i:04d}"
 		real = directory / f"{ident}.real"
 		socks.append(bind_dgram(real))
@@ -342,6 +347,7 @@ def attack_symlink(directory, victim, attempts, flips):
 		# The daemon wakes up on the rename of the real socket into place;
 		# the symlink follows after a varying delay, so that over many
 		# attempts it lands anywhere in the daemon's work on that event.
+		until = time.monotonic() + 0.015
 		for flip in range(flips):
 			os.symlink(victim, tmp_link)
 			os.link(real, tmp_real)
@@ -349,12 +355,12 @@ def attack_symlink(directory, victim, attempts, flips):
 			spin(rng.uniform(0, 80e-6))
 			os.rename(tmp_link, target)
 			spin(rng.uniform(0, 100e-6))
-			if status.exists():
+			if status.exists() or time.monotonic() > until:
 				break
 		os.link(real, tmp_real)
 		os.rename(tmp_real, target)
 		idents.append(ident)
-	emit(attack="symlink", ids=idents, tried=attempts)
+	emit(attack="symlink", ids=idents, tried=len(idents))
 	return socks
 
 
