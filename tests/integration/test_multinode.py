@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from harness import (DAEMON_ASAN_OPTIONS, HANDOFF, REPO, START_TIMEOUT, Daemon, Upstream, daemon_ready,
-		     read_text, sanitizer_findings, wait_for)
+		     sanitizer_findings, wait_for)
 from relay_helpers import Processes, make_cert, require_program
 
 EXAMPLES = REPO / "examples" / "multinode"
