@@ -15,12 +15,14 @@
 #include "iplimit.h"
 #include "log.h"
 #include "net.h"
+#include "privileges.h"
 #include "relay.h"
 #include "route.h"
 #include "run.h"
 #include "server.h"
 #include "stats.h"
 #include "status.h"
+#include "systemd.h"
 #include "tcp_target.h"
 #include "upstream.h"
 
@@ -31,6 +33,7 @@
 struct server server;
 
 static volatile sig_atomic_t stop_requested;
+static bool announced_ready;
 
 static const char usage_text[] =
 	"usage: handoff serve [-c FILE]    run the daemon (built-in demo configuration without -c)\n"
@@ -103,6 +106,19 @@ cmd_check(int argc, char **argv)
 	return 0;
 }
 
+/* Ready means the listeners accept and every upstream that registered
+ * before the start has its answer: the first scan is done. */
+static void
+announce_ready(void)
+{
+	char status[PATH_MAX + 64];
+	snprintf(status, sizeof(status), "serving %zu listener(s), %s", server.cfg.n_listeners,
+		 server.cfg.runtime_dir);
+	log_info("ready: %zu listener(s), runtime directory %s", server.cfg.n_listeners, server.cfg.runtime_dir);
+	notify_ready(status);
+	announced_ready = true;
+}
+
 static void
 after_batch(void *arg)
 {
@@ -110,6 +126,8 @@ after_batch(void *arg)
 	conns_reap();
 	upstreams_reap();
 	relays_reap();
+	if (!announced_ready && upstreams_scanned())
+		announce_ready();
 }
 
 /* One line of counters: what happened to the connections since start. */
@@ -139,10 +157,12 @@ on_signal(struct loop_io *io, uint32_t revents)
 	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGHUP:
+			notify_reloading();
 			if (accesslog_reopen() < 0)
 				log_warn("cannot reopen access log %s", server.cfg.access_log);
 			else
 				log_info("access log reopened");
+			notify_ready("access log reopened");
 			break;
 		case SIGUSR1:
 			log_stats();
@@ -164,6 +184,10 @@ cmd_serve(int argc, char **argv)
 		return 2;
 	if (load_config(path, &server.cfg) < 0)
 		return 1;
+	if (privileges_check(&server.cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
 
 	signal(SIGPIPE, SIG_IGN);
 	sigset_t mask;
@@ -190,18 +214,27 @@ cmd_serve(int argc, char **argv)
 	}
 	unsigned long nofile = net_raise_nofile();
 	relay_budget_init(nofile);
-	if (stats_init(server.cfg.n_listeners) < 0 || listeners_open(err, sizeof(err)) < 0 ||
+	notify_init();
+	/* Start-up order (docs/architecture.md): sockets passed by the service
+	 * manager, then bind the rest, then the runtime directory and the
+	 * start of its scan, then give up root (while this is the only thread:
+	 * capabilities are per thread), then the admin thread. Ready once the
+	 * scan is done. */
+	if (stats_init(server.cfg.n_listeners) < 0 || listeners_prepare(err, sizeof(err)) < 0 ||
+	    activation_adopt_listeners(err, sizeof(err)) < 0 || listeners_open(err, sizeof(err)) < 0 ||
 	    routes_init(err, sizeof(err)) < 0 || upstreams_init(err, sizeof(err)) < 0 ||
+	    privileges_drop(&server.cfg, err, sizeof(err)) < 0 ||
 	    admin_start(HANDOFF_VERSION, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
+		notify_status(err);
 		return 1;
 	}
-	log_info("ready: %zu listener(s), runtime directory %s, up to %lu descriptors",
-		 server.cfg.n_listeners, server.cfg.runtime_dir, nofile);
+	log_info("up to %lu descriptors", nofile);
 
 	int rc = loop_run(server.loop, &stop_requested);
 	if (rc < 0)
 		log_warn("event loop failed");
+	notify_stopping();
 
 	/* Connections still peeking, waiting or relayed die with the daemon;
 	 * those already handed off belong to their upstreams and are not
@@ -221,6 +254,7 @@ cmd_serve(int argc, char **argv)
 	loop_free(server.loop);
 	accesslog_close();
 	config_free(&server.cfg);
+	notify_close();
 	log_info("stopped");
 	return rc < 0 ? 1 : 0;
 }

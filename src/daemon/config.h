@@ -125,6 +125,13 @@ struct config {
 	struct config_route *routes;
 	size_t n_routes;
 	struct config_admin admin;
+	/* `user` / `group`: who the daemon becomes once its listeners are open
+	 * and its runtime directory made (privileges.c). */
+	char user[64];			/* "" if no `user` line: stay as started */
+	uid_t user_uid;
+	gid_t user_gid;			/* `group`, else the user's primary group */
+	int user_line;			/* where `user` was given, 0 if not */
+	char group[64];			/* "" if no `group` line */
 };
 
 /* The configuration used when no -c is given (the demo). */
@@ -159,6 +166,11 @@ bool config_is_trusted(const struct config_listener *l, const struct sockaddr_st
 /* Whether the admin endpoint serves a client at addr: one in an `admin
  * allow` range, or with none given, a loopback client. */
 bool config_admin_allows(const struct config_admin *admin, const struct sockaddr *addr);
+
+/* The uid and gid the daemon serves as: the `user` line's if given, else
+ * its effective ids now. The runtime directory belongs to them. */
+uid_t config_service_uid(const struct config *cfg);
+gid_t config_service_gid(const struct config *cfg);
 
 /* Default runtime directory for the calling user: libhandoff's rule without
  * $HANDOFF_RUNTIME_DIR, which the daemon ignores. */

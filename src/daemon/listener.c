@@ -1,4 +1,4 @@
-/* listener.c - bind the configured TCP listeners, accept in batches, survive EMFILE. */
+/* listener.c - bind or adopt the configured TCP listeners, accept in batches, survive EMFILE. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "net.h"
 #include "server.h"
 
 /* Accepts per readable event before giving other descriptors a turn. */
@@ -90,12 +91,21 @@ fail:
 	return -1;
 }
 
-int
-listeners_open(char *err, size_t errlen)
+static const char *
+proto_text(const struct config_listener *lc)
 {
+	return lc->proto == LISTENER_TLS ? "tls" : lc->proto == LISTENER_HTTP ? "http" : "detect";
+}
+
+int
+listeners_prepare(char *err, size_t errlen)
+{
+	if (listeners != NULL)
+		return 0;
 	n_listeners = server.cfg.n_listeners;
 	listeners = calloc(n_listeners, sizeof(*listeners));
 	if (listeners == NULL) {
+		n_listeners = 0;
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -103,13 +113,107 @@ listeners_open(char *err, size_t errlen)
 		listeners[i].cfg = &server.cfg.listeners[i];
 		listeners[i].io.fd = -1;
 	}
+	return 0;
+}
+
+/* The same address and port as the listen line (the port and address bytes;
+ * a listen line never names an IPv6 scope). */
+static bool
+address_matches(const struct sockaddr_storage *addr, const struct config_listener *lc)
+{
+	if (addr->ss_family != lc->addr.ss_family)
+		return false;
+	if (addr->ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)(const void *)addr;
+		const struct sockaddr_in *b = (const struct sockaddr_in *)(const void *)&lc->addr;
+		return a->sin_port == b->sin_port && a->sin_addr.s_addr == b->sin_addr.s_addr;
+	}
+	if (addr->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)(const void *)addr;
+		const struct sockaddr_in6 *b = (const struct sockaddr_in6 *)(const void *)&lc->addr;
+		return a->sin6_port == b->sin6_port &&
+		       memcmp(&a->sin6_addr, &b->sin6_addr, sizeof(a->sin6_addr)) == 0;
+	}
+	return false;
+}
+
+int
+listener_adopt(int fd, const char *origin, char *err, size_t errlen)
+{
+	struct sockaddr_storage addr;
+	socklen_t addrlen = sizeof(addr);
+	int type = 0, listening = 0;
+	socklen_t optlen = sizeof(type);
+	memset(&addr, 0, sizeof(addr));
+	if (getsockname(fd, (struct sockaddr *)&addr, &addrlen) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &optlen) < 0 ||
+	    (optlen = sizeof(listening), getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen)) < 0) {
+		snprintf(err, errlen, "%s (descriptor %d) is not a socket: %s", origin, fd, strerror(errno));
+		return -1;
+	}
+	char text[INET6_ADDRSTRLEN + 16];
+	net_addr_text(&addr, text, sizeof(text));
+	if ((addr.ss_family != AF_INET && addr.ss_family != AF_INET6) || type != SOCK_STREAM || !listening) {
+		snprintf(err, errlen, "%s (descriptor %d, %s) is not a listening TCP socket "
+			 "(pass only ListenStream= sockets with IP addresses)", origin, fd, text);
+		return -1;
+	}
+	struct listener *l = NULL;
+	for (size_t i = 0; i < n_listeners && l == NULL; i++)
+		if (address_matches(&addr, listeners[i].cfg))
+			l = &listeners[i];
+	if (l == NULL) {
+		snprintf(err, errlen, "%s: %s is bound to %s, which no 'listen' line names "
+			 "(add 'listen %s tls|http' to the configuration or stop passing this socket)",
+			 server.cfg.source, origin, text, text);
+		return -1;
+	}
+	const struct config_listener *lc = l->cfg;
+	if (l->io.fd >= 0) {
+		snprintf(err, errlen, "%s:%d: %s is a second socket for 'listen %s' (pass one socket per address)",
+			 server.cfg.source, lc->line, origin, lc->text);
+		return -1;
+	}
+	if (lc->addr.ss_family == AF_INET6 && lc->v6only >= 0) {
+		int v6only = -1;
+		optlen = sizeof(v6only);
+		if (getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &optlen) < 0 || v6only != lc->v6only) {
+			snprintf(err, errlen, "%s:%d: %s for %s has v6only %s, the listen line says %s "
+				 "(make BindIPv6Only= agree with the listen line)", server.cfg.source, lc->line,
+				 origin, lc->text, v6only == 1 ? "on" : "off", lc->v6only ? "on" : "off");
+			return -1;
+		}
+	}
+	/* A service manager passes its sockets blocking and inheritable. */
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0) {
+		snprintf(err, errlen, "%s (descriptor %d): fcntl: %s", origin, fd, strerror(errno));
+		return -1;
+	}
+	l->io.fd = fd;
+	l->io.cb = on_accept;
+	if (loop_io_add(server.loop, &l->io, EPOLLIN) < 0) {
+		l->io.fd = -1;
+		snprintf(err, errlen, "%s (descriptor %d): epoll: %s", origin, fd, strerror(errno));
+		return -1;
+	}
+	log_info("listening on %s (%s), %s", lc->text, proto_text(lc), origin);
+	return 0;
+}
+
+int
+listeners_open(char *err, size_t errlen)
+{
+	if (listeners_prepare(err, errlen) < 0)
+		return -1;
 	for (size_t i = 0; i < n_listeners; i++) {
+		if (listeners[i].io.fd >= 0)
+			continue;	/* adopted, already open */
 		if (open_one(&listeners[i], err, errlen) < 0) {
 			listeners_close();
 			return -1;
 		}
-		log_info("listening on %s (%s)", listeners[i].cfg->text,
-			 listeners[i].cfg->proto == LISTENER_TLS ? "tls" : listeners[i].cfg->proto == LISTENER_HTTP ? "http" : "detect");
+		log_info("listening on %s (%s)", listeners[i].cfg->text, proto_text(listeners[i].cfg));
 	}
 	reserve_spare_fd();
 	return 0;

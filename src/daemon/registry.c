@@ -54,6 +54,8 @@ static struct loop_io inotify_io = { .fd = -1 };
 int upstreams_fd = -1;
 char upstreams_dir[PATH_MAX];
 static struct rescan rescan;
+/* Scans finished (or given up); the daemon is ready after the first. */
+static unsigned long scans_done;
 static struct loop_timer probe_timer;
 
 static struct upstream *
@@ -84,6 +86,19 @@ file_name(char *buf, size_t size, const char *id, const char *suffix)
 	return n < 0 || (size_t)n >= size ? -1 : 0;
 }
 
+/* A daemon that dropped root cannot delete files in an upstream's own
+ * directory (only its owner can write there), but as the owner of the
+ * sticky upstreams/ it may rename the directory: to a dot name, which scans
+ * ignore, so it is examined no more. Its owner or root deletes it. */
+static void
+move_aside(const char *id)
+{
+	char aside[NAME_MAX + 1];
+	int n = snprintf(aside, sizeof(aside), ".dead.%s", id);
+	if (n < 0 || (size_t)n >= sizeof(aside) || renameat(upstreams_fd, id, upstreams_fd, aside) < 0)
+		log_warn("cannot move the dead registration %s aside", id);
+}
+
 /* Delete what a process that is gone left behind. */
 static void
 remove_files(int dir_fd, const char *id, bool in_dir)
@@ -93,8 +108,8 @@ remove_files(int dir_fd, const char *id, bool in_dir)
 		unlinkat(dir_fd, name, 0);
 	if (file_name(name, sizeof(name), id, WIRE_SOCK_SUFFIX) == 0)
 		unlinkat(dir_fd, name, 0);
-	if (in_dir)
-		unlinkat(upstreams_fd, id, AT_REMOVEDIR);
+	if (in_dir && unlinkat(upstreams_fd, id, AT_REMOVEDIR) < 0 && errno == ENOTEMPTY)
+		move_aside(id);
 	remove_status(id);
 }
 
@@ -617,6 +632,7 @@ on_rescan_timer(struct loop_timer *timer)
 				log_warn("cannot read %s", upstreams_dir);
 			closedir(rescan.dir);
 			rescan.dir = NULL;
+			scans_done++;
 			if (rescan.again) {
 				rescan.again = false;
 				start_rescan();
@@ -642,6 +658,7 @@ start_rescan(void)
 		log_warn("cannot read %s", upstreams_dir);
 		if (fd >= 0)
 			close(fd);
+		scans_done++;
 		return;
 	}
 	rescan.n_owners = 0;
@@ -704,10 +721,17 @@ on_inotify(struct loop_io *io, uint32_t revents)
 	}
 }
 
+/* The directory belongs to the user the daemon serves as (`user`, else its
+ * own): libhandoff trusts messages from that owner, and the daemon keeps
+ * writing status files and removing files there after dropping root. A
+ * root daemon hands over one it has just made or that a run without `user`
+ * left. */
 static int
 make_dir(const char *path, mode_t mode, char *err, size_t errlen)
 {
 	struct stat st;
+	uid_t owner = config_service_uid(&server.cfg);
+	gid_t group = config_service_gid(&server.cfg);
 	if (mkdir(path, mode) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create runtime directory %s: %s (set runtime-dir to a writable place)",
 			 path, strerror(errno));
@@ -717,9 +741,17 @@ make_dir(const char *path, mode_t mode, char *err, size_t errlen)
 		snprintf(err, errlen, "%s is not a directory (remove it or set runtime-dir)", path);
 		return -1;
 	}
-	if (st.st_uid != geteuid()) {
+	if (st.st_uid != owner && st.st_uid == 0 && geteuid() == 0) {
+		if (lchown(path, owner, group) < 0) {
+			snprintf(err, errlen, "cannot give %s to uid %lu: %s", path, (unsigned long)owner,
+				 strerror(errno));
+			return -1;
+		}
+		st.st_uid = owner;
+	}
+	if (st.st_uid != owner) {
 		snprintf(err, errlen, "%s belongs to uid %lu, not to the daemon's uid %lu (remove it or set runtime-dir)",
-			 path, (unsigned long)st.st_uid, (unsigned long)geteuid());
+			 path, (unsigned long)st.st_uid, (unsigned long)owner);
 		return -1;
 	}
 	/* mkdir applied the umask; the modes are part of the trust model. */
@@ -770,6 +802,12 @@ upstreams_init(char *err, size_t errlen)
 	loop_timer_arm(server.loop, &probe_timer, PROBE_INTERVAL_MS);
 	start_rescan();
 	return 0;
+}
+
+bool
+upstreams_scanned(void)
+{
+	return scans_done > 0;
 }
 
 void
