@@ -8,6 +8,12 @@
 
 CC       ?= cc
 PREFIX   ?= /usr/local
+# Install paths (docs/operations.md, "Install"). The configuration lives in
+# SYSCONFDIR whatever PREFIX is, because the unit names it.
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR    ?= $(PREFIX)/lib/sysusers.d
+DOCDIR         ?= $(PREFIX)/share/doc/handoff
 SANITIZE ?=
 
 WARNINGS = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -144,6 +150,18 @@ install: all
 	install -D -m 0644 include/handoff.h $(DESTDIR)$(PREFIX)/include/handoff.h
 	install -D -m 0644 $(BUILD)/libhandoff-preload.so \
 		$(DESTDIR)$(PREFIX)/lib/handoff/libhandoff-preload.so
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	for unit in handoff.service handoff.socket; do \
+		sed -e 's|@BINDIR@|$(PREFIX)/bin|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		    -e 's|@DOCDIR@|$(DOCDIR)|g' dist/systemd/$$unit >$(DESTDIR)$(SYSTEMDUNITDIR)/$$unit && \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$unit || exit 1; \
+	done
+	install -D -m 0644 dist/sysusers.d/handoff.conf $(DESTDIR)$(SYSUSERSDIR)/handoff.conf
+	install -D -m 0644 -t $(DESTDIR)$(DOCDIR) README.md docs/*.md
+	# The sample configuration never replaces one already there.
+	install -d $(DESTDIR)$(SYSCONFDIR)/handoff
+	[ -e $(DESTDIR)$(SYSCONFDIR)/handoff/handoff.conf ] || \
+		install -m 0644 dist/handoff.conf $(DESTDIR)$(SYSCONFDIR)/handoff/handoff.conf
 
 clean:
 	rm -rf build

@@ -114,6 +114,7 @@ announce_ready(void)
 	char status[PATH_MAX + 64];
 	snprintf(status, sizeof(status), "serving %zu listener(s), %s", server.cfg.n_listeners,
 		 server.cfg.runtime_dir);
+	listeners_start();
 	log_info("ready: %zu listener(s), runtime directory %s", server.cfg.n_listeners, server.cfg.runtime_dir);
 	notify_ready(status);
 	announced_ready = true;

@@ -22,6 +22,10 @@
 static struct listener *listeners;
 static size_t n_listeners;
 static bool paused;
+/* Listeners are registered without events until listeners_start: no client
+ * is accepted (it waits in the backlog) before the upstreams that were
+ * there at start are known. */
+static bool started;
 static struct loop_timer resume_timer;
 /* A descriptor held in reserve: released on EMFILE so that one pending
  * connection can be accepted and closed, which tells that client something
@@ -77,7 +81,7 @@ open_one(struct listener *l, char *err, size_t errlen)
 		goto fail;
 	l->io.fd = fd;
 	l->io.cb = on_accept;
-	if (loop_io_add(server.loop, &l->io, EPOLLIN) < 0)
+	if (loop_io_add(server.loop, &l->io, started ? EPOLLIN : 0) < 0)
 		goto fail;
 	return 0;
 fail:
@@ -192,7 +196,7 @@ listener_adopt(int fd, const char *origin, char *err, size_t errlen)
 	}
 	l->io.fd = fd;
 	l->io.cb = on_accept;
-	if (loop_io_add(server.loop, &l->io, EPOLLIN) < 0) {
+	if (loop_io_add(server.loop, &l->io, started ? EPOLLIN : 0) < 0) {
 		l->io.fd = -1;
 		snprintf(err, errlen, "%s (descriptor %d): epoll: %s", origin, fd, strerror(errno));
 		return -1;
@@ -238,6 +242,20 @@ listeners_close(void)
 		close(spare_fd);
 	spare_fd = -1;
 	paused = false;
+	started = false;
+}
+
+void
+listeners_start(void)
+{
+	if (started)
+		return;
+	started = true;
+	if (paused)
+		return;
+	for (size_t i = 0; i < n_listeners; i++)
+		if (listeners[i].io.fd >= 0)
+			loop_io_mod(server.loop, &listeners[i].io, EPOLLIN);
 }
 
 bool
@@ -280,7 +298,7 @@ listeners_resume(void)
 	/* The spare first: a descriptor that just came free (a connection
 	 * finished) would otherwise go to the next client in the backlog. */
 	reserve_spare_fd();
-	for (size_t i = 0; i < n_listeners; i++)
+	for (size_t i = 0; i < n_listeners && started; i++)
 		if (listeners[i].io.fd >= 0)
 			loop_io_mod(server.loop, &listeners[i].io, EPOLLIN);
 	paused = false;

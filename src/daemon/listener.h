@@ -35,6 +35,10 @@ int listener_adopt(int fd, const char *origin, char *err, size_t errlen);
 int listeners_open(char *err, size_t errlen);
 void listeners_close(void);
 
+/* Start accepting on every open listener (they are opened, bound or
+ * adopted, without accepting). The daemon starts once it is ready. */
+void listeners_start(void);
+
 /* Stop or restart accepting on all listeners. Pausing is how the daemon
  * applies back-pressure (too many connections peeking, out of descriptors)
  * without spinning on a listener that stays readable. */

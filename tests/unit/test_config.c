@@ -20,7 +20,8 @@
 
 #define LABEL "test.conf"
 #define KNOWN "(known: runtime-dir, access-log, peek-timeout, handoff-timeout, max-peeking, " \
-	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, ipv6-prefix, listen, grant, route, admin)"
+	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, ipv6-prefix, listen, grant, route, " \
+	      "admin, user, group)"
 #define LISTEN_USAGE "'listen ADDRESS:PORT tls|http|detect [default NAME] [v6only on|off] [backlog N] " \
 	"[accept-proxy CIDR[,CIDR...]] [detect-timeout D]'"
 #define ADDRESS_EXAMPLES "e.g. 127.0.0.1:8443, *:443 or [::1]:8443"
@@ -1012,6 +1013,69 @@ test_admin(void **state)
 		     "test.conf:3: admin allow: bad prefix length in '10.0.0.0/33' (expected 0..32)");
 }
 
+static void
+test_user_and_group(void **state)
+{
+	(void)state;
+	const struct passwd *daemon_pw = must_getpwnam("daemon");
+	uid_t daemon_uid = daemon_pw->pw_uid;
+	gid_t daemon_gid = daemon_pw->pw_gid;
+	gid_t nogroup_gid = must_getgrnam(NOBODY_GROUP)->gr_gid;
+	struct config cfg;
+
+	/* No `user`: the daemon stays who it is, and `self` is that. */
+	load_ok("listen 127.0.0.1:443 tls\ngrant * to self\n", &cfg);
+	assert_string_equal(cfg.user, "");
+	assert_int_equal(config_service_uid(&cfg), geteuid());
+	assert_int_equal(config_service_gid(&cfg), getegid());
+	assert_int_equal(cfg.grants[0].uids[0], geteuid());
+	config_free(&cfg);
+
+	/* `user` alone: its primary group; `self`, even on an earlier line,
+	 * is the user the daemon becomes. */
+	load_ok("grant * to self\nlisten 127.0.0.1:443 tls\nuser daemon\n", &cfg);
+	assert_string_equal(cfg.user, "daemon");
+	assert_int_equal(cfg.user_line, 3);
+	assert_int_equal(cfg.user_uid, daemon_uid);
+	assert_int_equal(cfg.user_gid, daemon_gid);
+	assert_int_equal(config_service_uid(&cfg), daemon_uid);
+	assert_int_equal(config_service_gid(&cfg), daemon_gid);
+	assert_int_equal(cfg.grants[0].n_uids, 1);
+	assert_int_equal(cfg.grants[0].uids[0], daemon_uid);
+	config_free(&cfg);
+
+	/* `group` wins over the primary group, in either order; numbers work. */
+	load_ok("listen 127.0.0.1:443 tls\ngroup " NOBODY_GROUP "\nuser daemon\n", &cfg);
+	assert_int_equal(cfg.user_gid, nogroup_gid);
+	config_free(&cfg);
+	char text[256];
+	snprintf(text, sizeof(text), "listen 127.0.0.1:443 tls\nuser %lu\ngroup %lu\n",
+		 (unsigned long)daemon_uid, (unsigned long)nogroup_gid);
+	load_ok(text, &cfg);
+	assert_int_equal(cfg.user_uid, daemon_uid);
+	assert_int_equal(cfg.user_gid, nogroup_gid);
+	config_free(&cfg);
+
+	expect_error("listen 127.0.0.1:443 tls\nuser no-such-user-here\n",
+		     LABEL ":2: user: unknown user 'no-such-user-here' (expected a user name from the passwd "
+		     "database or a numeric uid; create it with 'useradd --system --no-create-home no-such-user-here')");
+	expect_error("listen 127.0.0.1:443 tls\nuser root\n",
+		     LABEL ":2: user: 'root' is root, which gives nothing up (name an unprivileged user, or remove the line)");
+	expect_error("listen 127.0.0.1:443 tls\nuser daemon\ngroup root\n",
+		     LABEL ":3: group: 'root' is root's group, which gives nothing up (name an unprivileged group, "
+		     "or remove the line)");
+	expect_error("listen 127.0.0.1:443 tls\ngroup no-such-group-here\n",
+		     LABEL ":2: group: unknown group 'no-such-group-here' (expected a group name from the group "
+		     "database or a numeric gid)");
+	expect_error("listen 127.0.0.1:443 tls\ngroup " NOBODY_GROUP "\n",
+		     LABEL ":2: group: needs a 'user' line too (the daemon changes its user and group together)");
+	expect_error("listen 127.0.0.1:443 tls\nuser 4000000000\n",
+		     LABEL ":2: user: uid 4000000000 has no passwd entry, so no primary group (add a 'group' line)");
+	expect_error("listen 127.0.0.1:443 tls\nuser daemon\nuser nobody\n",
+		     LABEL ":3: user: already set on line 2");
+	expect_error("listen 127.0.0.1:443 tls\nuser\n", LABEL ":2: user: expected 'user NAME|UID'");
+}
+
 /* ALPN routes, protocol routes and grants, detect listeners and their errors. */
 static void
 test_alpn_and_detect(void **state)
@@ -1097,6 +1161,7 @@ main(void)
 		cmocka_unit_test(test_relay_limits),
 		cmocka_unit_test(test_admin),
 		cmocka_unit_test(test_alpn_and_detect),
+		cmocka_unit_test(test_user_and_group),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
