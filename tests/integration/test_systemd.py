@@ -9,7 +9,8 @@ from harness import HANDOFF, REPO, free_port, http_get, https_get, read_text, wa
 from systemd_helpers import NotifyListener, listening_inode, socket_inodes, wrapped_daemon
 
 UNITS = ("handoff.service", "handoff.socket")
-STEP = 15.0	# generous: ASan daemons start slowly on a shared machine
+STEP = 15.0
+JUNK_ENTRIES = 4000	# the daemon reads 256 directory entries per loop turn	# generous: ASan daemons start slowly on a shared machine
 
 
 def installed_units(directory, bindir):
@@ -59,6 +60,12 @@ def test_socket_activation_serves_through_the_passed_socket(hx, certs):
 	first = hx.daemon(config, tag="first")
 	up = hx.upstream(["a.example"], "activated", daemon=first)
 	assert first.stop() == []
+	# Entries the scan must read past (ignored names), so that the first
+	# scan takes many loop turns: a client accepted before it ends would
+	# find no upstream.
+	upstreams = hx.runtime_dir / "upstreams"
+	for i in range(JUNK_ENTRIES):
+		(upstreams / f"junk {i}").touch()
 	# systemd-socket-activate listens on tls_port and executes the daemon,
 	# in its own process, when the first client connects.
 	d = wrapped_daemon(hx, config, wrapper=["systemd-socket-activate", "-l", f"127.0.0.1:{tls_port}",
