@@ -164,3 +164,21 @@ def test_ready_waits_for_the_upstreams_already_registered(hx, certs):
 		assert https_get(certs, port, "a.example").fields.get("label") == "earlier"
 	finally:
 		notify.close()
+
+
+def test_sockets_passed_to_another_process_are_left_alone(hx):
+	"""LISTEN_PID names another process (a parent that was activated and did
+	not clear the variables): the daemon takes nothing and binds its own."""
+	port = free_port()
+	d = wrapped_daemon(hx, hx.config([f"127.0.0.1:{port} http"]),
+			   extra_env={"LISTEN_PID": "1", "LISTEN_FDS": "1", "LISTEN_FDNAMES": "other"})
+	assert "socket activation: LISTEN_PID is 1, not this process: passed sockets ignored" in d.log()
+	assert re.search(rf"listening on 127\.0\.0\.1:{port} \(http\)\n", d.log())
+	assert http_get(port, "nobody-serves.example").status == 503
+
+
+def test_a_bad_socket_count_is_refused(hx):
+	d = wrapped_daemon(hx, hx.config([f"127.0.0.1:{free_port()} http"]), wait_ready=False,
+			   wrapper=["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=many exec "$@"', "sh"])
+	assert d.wait_exit(STEP) == 1
+	assert "socket activation: LISTEN_FDS='many' is not a count of 0 to 1024 sockets" in d.log(), d.log()
