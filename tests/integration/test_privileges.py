@@ -5,6 +5,7 @@ import pwd
 import re
 import signal
 
+from admin_helpers import admin_state
 from harness import free_port, https_get, read_text, wait_for
 from systemd_helpers import wrapped_daemon
 
@@ -22,17 +23,22 @@ def proc_status(pid):
 
 def test_daemon_drops_to_its_user_and_keeps_registering_and_refusing(hx, certs):
 	daemon_user = pwd.getpwnam("daemon")
-	port = free_port()
-	config = hx.config([f"127.0.0.1:{port} tls"], grants=["a.example to nobody"], user="daemon")
+	port, admin_port = free_port(), free_port()
+	config = hx.config([f"127.0.0.1:{port} tls"], grants=["a.example to nobody"], user="daemon",
+			   admin=f"127.0.0.1:{admin_port}")
 	d = hx.daemon(config)
 	assert re.search(r"running as daemon \(uid 1, gid 1\), keeping only CAP_NET_BIND_SERVICE", d.log()), d.log()
 
-	status = proc_status(d.pid)
-	assert status["Uid"] == [str(daemon_user.pw_uid)] * 4, status["Uid"]
-	assert status["Gid"] == [str(daemon_user.pw_gid)] * 4, status["Gid"]
-	assert status["Groups"] == [], status["Groups"]
-	for cap_set in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
-		assert int(status[cap_set][0], 16) == CAP_NET_BIND_SERVICE, (cap_set, status[cap_set])
+	# Every thread, the admin endpoint's included.
+	threads = os.listdir(f"/proc/{d.pid}/task")
+	assert len(threads) > 1, threads
+	for tid in threads:
+		status = proc_status(f"{d.pid}/task/{tid}")
+		assert status["Uid"] == [str(daemon_user.pw_uid)] * 4, (tid, status["Uid"])
+		assert status["Gid"] == [str(daemon_user.pw_gid)] * 4, (tid, status["Gid"])
+		assert status["Groups"] == [], (tid, status["Groups"])
+		for cap_set in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+			assert int(status[cap_set][0], 16) == CAP_NET_BIND_SERVICE, (tid, cap_set, status[cap_set])
 
 	# The runtime directory is the daemon user's: libhandoff takes its
 	# messages, and the daemon writes status files there.
@@ -44,6 +50,7 @@ def test_daemon_drops_to_its_user_and_keeps_registering_and_refusing(hx, certs):
 	granted = hx.upstream(["a.example"], "granted", user=("nobody", "nogroup"), daemon=d)
 	response = https_get(certs, port, "a.example")
 	assert response.status == 200 and response.fields["label"] == "granted"
+	assert any(u["uid"] == pwd.getpwnam("nobody").pw_uid for u in admin_state(f"127.0.0.1:{admin_port}")["upstreams"])
 	refused = hx.upstream(["b.example"], "ungranted", daemon=d, expect="refused")
 	refused_status = upstreams / f"{next(p.name for p in upstreams.iterdir() if p.name.startswith(f'{refused.pid}-') and p.is_dir())}.status"
 	assert read_text(refused_status).startswith("refused"), read_text(refused_status)
