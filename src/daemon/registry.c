@@ -721,47 +721,6 @@ on_inotify(struct loop_io *io, uint32_t revents)
 	}
 }
 
-/* The directory belongs to the user the daemon serves as (`user`, else its
- * own): libhandoff trusts messages from that owner, and the daemon keeps
- * writing status files and removing files there after dropping root. A
- * root daemon hands over one it has just made or that a run without `user`
- * left. */
-static int
-make_dir(const char *path, mode_t mode, char *err, size_t errlen)
-{
-	struct stat st;
-	uid_t owner = config_service_uid(&server.cfg);
-	gid_t group = config_service_gid(&server.cfg);
-	if (mkdir(path, mode) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create runtime directory %s: %s (set runtime-dir to a writable place)",
-			 path, strerror(errno));
-		return -1;
-	}
-	if (lstat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(err, errlen, "%s is not a directory (remove it or set runtime-dir)", path);
-		return -1;
-	}
-	if (st.st_uid != owner && st.st_uid == 0 && geteuid() == 0) {
-		if (lchown(path, owner, group) < 0) {
-			snprintf(err, errlen, "cannot give %s to uid %lu: %s", path, (unsigned long)owner,
-				 strerror(errno));
-			return -1;
-		}
-		st.st_uid = owner;
-	}
-	if (st.st_uid != owner) {
-		snprintf(err, errlen, "%s belongs to uid %lu, not to the daemon's uid %lu (remove it or set runtime-dir)",
-			 path, (unsigned long)st.st_uid, (unsigned long)owner);
-		return -1;
-	}
-	/* mkdir applied the umask; the modes are part of the trust model. */
-	if ((st.st_mode & 07777) != mode && chmod(path, mode) < 0) {
-		snprintf(err, errlen, "cannot chmod %s: %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 int
 upstreams_init(char *err, size_t errlen)
 {
@@ -774,7 +733,7 @@ upstreams_init(char *err, size_t errlen)
 	/* The runtime directory is ours, readable by all; upstreams/ is
 	 * world-writable and sticky like /tmp: anyone may offer a socket, only
 	 * its owner may remove it, and the grants decide what it may claim. */
-	if (make_dir(rundir, 0755, err, errlen) < 0 || make_dir(upstreams_dir, 01777, err, errlen) < 0)
+	if (rundir_make(rundir, 0755, err, errlen) < 0 || rundir_make(upstreams_dir, 01777, err, errlen) < 0)
 		return -1;
 	upstreams_fd = open(upstreams_dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (upstreams_fd < 0) {

@@ -1,4 +1,4 @@
-/* registry.h - what registration (registry.c) shares with its refusal bookkeeping (registry_refusal.c). */
+/* registry.h - what registration (registry.c) shares with its refusal bookkeeping (registry_refusal.c) and the runtime directory's layout (rundir.c). */
 #ifndef HANDOFF_REGISTRY_H
 #define HANDOFF_REGISTRY_H
 
@@ -11,6 +11,11 @@
 
 extern int upstreams_fd;		/* RUNDIR/upstreams, for *at() calls */
 extern char upstreams_dir[PATH_MAX];
+
+/* Make (or check) a directory of the runtime layout: owned by the user the
+ * daemon serves as, with exactly mode. Returns 0, or -1 with one line in
+ * err (rundir.c). */
+int rundir_make(const char *path, mode_t mode, char *err, size_t errlen);
 
 /* ID.status: "registered" or "refused: why", written afresh. */
 void write_status(const char *id, const char *text);
