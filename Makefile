@@ -4,6 +4,10 @@
 #   make SANITIZE=1       AddressSanitizer + UBSan build into build/asan/
 #   make CC=clang         any C17 compiler; clang and gcc are both kept warning-free
 #   make fuzz             libFuzzer targets (clang only) into build/fuzz/
+#   make musl             the preload library and a static `handoff run` built
+#                         with musl-gcc (Alpine images) into build/musl/
+#   make container-kit    build/container-kit/: what to COPY into an image
+#                         (docs/containers.md)
 #   make test             everything the suite needs, then the suite (see README)
 
 CC       ?= cc
@@ -38,7 +42,8 @@ else
 BUILD    ?= build
 endif
 
-CORE_SRCS   := $(filter-out src/main.c,$(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c)))
+# src/run_main.c is the stand-alone `handoff run` of container images.
+CORE_SRCS   := $(filter-out src/main.c src/run_main.c,$(foreach d,$(SRC_DIRS),$(wildcard $(d)/*.c)))
 CORE_OBJS   := $(CORE_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/dashboard.o
 # The admin endpoint: libmicrohttpd serves HTTP in its own thread, jansson
 # writes the JSON; `handoff status` fetches with libcurl (docs/architecture.md).
@@ -139,6 +144,67 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c src/parse/%.c $(FUZZ_COMMON) $(wildcard s
 
 fuzz: $(FUZZ_BINS)
 
+# ---- container images (docs/containers.md) ----
+# Alpine images use musl, where a glibc-built library cannot load: the
+# preload library is built a second time with Debian's musl-gcc
+# (musl-tools). `handoff run` is built statically with musl, so one file
+# serves glibc and musl images and needs nothing from them; it picks the
+# preload build that matches the program's dynamic linker.
+MUSL_CC    ?= musl-gcc
+MUSL_BUILD := build/musl
+# musl-gcc leaves /usr/include out, and with it the kernel's headers
+# (linux/, asm/: Debian's linux-libc-dev) that lib/ uses: they are the same
+# for any C library, so they come in through links in build/musl/include.
+MUSL_KERNEL_HEADERS := $(MUSL_BUILD)/include/.linked
+MUSL_FLAGS := $(CPPFLAGS) -isystem $(MUSL_BUILD)/include $(PRELOAD_CFLAGS)
+RUN_SRCS   := src/run_main.c $(wildcard src/run/*.c) src/parse/hostname.c src/runtime_dir.c
+MUSL_HEADERS := $(wildcard $(SRC_DIRS:%=%/*.h) include/*.h lib/*.h)
+# Where the kit puts the libraries, and so where its `handoff run` looks.
+CONTAINER_PREFIX := /usr/local
+
+musl: $(MUSL_BUILD)/libhandoff-preload-musl.so $(MUSL_BUILD)/handoff-run \
+      $(MUSL_BUILD)/http-echo
+
+$(MUSL_KERNEL_HEADERS):
+	@mkdir -p $(dir $@)
+	ln -sfn /usr/include/linux $(MUSL_BUILD)/include/linux
+	ln -sfn /usr/include/asm-generic $(MUSL_BUILD)/include/asm-generic
+	ln -sfn /usr/include/$$($(CC) -print-multiarch)/asm $(MUSL_BUILD)/include/asm
+	touch $@
+
+$(MUSL_BUILD)/libhandoff-preload-musl.so: $(PRELOAD_SRCS) $(LIB_SRCS) $(MUSL_HEADERS) $(MUSL_KERNEL_HEADERS)
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) $(MUSL_FLAGS) -fPIC -fvisibility=hidden -shared -Wl,--exclude-libs,ALL \
+		-o $@ $(PRELOAD_SRCS) $(LIB_SRCS)
+
+$(MUSL_BUILD)/handoff-run: $(RUN_SRCS) $(MUSL_HEADERS) $(MUSL_KERNEL_HEADERS)
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) $(MUSL_FLAGS) -DHANDOFF_LIBDIR='"$(CONTAINER_PREFIX)/lib/handoff"' -static \
+		-o $@ $(RUN_SRCS)
+
+# A plain-HTTP test server linked with musl (and, for comparison, with glibc).
+$(MUSL_BUILD)/http-echo: tests/integration/containers/http_echo.c $(MUSL_KERNEL_HEADERS)
+	@mkdir -p $(dir $@)
+	$(MUSL_CC) $(MUSL_FLAGS) -o $@ $<
+
+$(BUILD)/http-echo: tests/integration/containers/http_echo.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PRELOAD_CFLAGS) -o $@ $<
+
+# build/container-kit/ mirrors an image's root: COPY it to / (the example
+# contrib/container/Containerfile does). Both preload builds go in, since
+# an image may hold programs of either C library.
+KIT := build/container-kit
+
+container-kit: musl $(BUILD)/libhandoff-preload.so
+	rm -rf $(KIT)
+	install -D -m 0755 $(MUSL_BUILD)/handoff-run $(KIT)$(CONTAINER_PREFIX)/bin/handoff
+	ln -s handoff $(KIT)$(CONTAINER_PREFIX)/bin/handoff-run
+	install -D -m 0644 $(BUILD)/libhandoff-preload.so \
+		$(KIT)$(CONTAINER_PREFIX)/lib/handoff/libhandoff-preload.so
+	install -D -m 0644 $(MUSL_BUILD)/libhandoff-preload-musl.so \
+		$(KIT)$(CONTAINER_PREFIX)/lib/handoff/libhandoff-preload-musl.so
+
 test:
 	./scripts/test.sh
 
@@ -166,5 +232,5 @@ install: all
 clean:
 	rm -rf build
 
-.PHONY: all unit fuzz test install clean
+.PHONY: musl container-kit all unit fuzz test install clean
 .SECONDARY:

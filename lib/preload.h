@@ -30,11 +30,18 @@
 #define OPTION_VALUE_MAX	16	/* an int, struct linger, a congestion control name */
 
 /* Under _GNU_SOURCE glibc declares the socket calls with transparent
- * unions, and the definitions of the hooks must match those declarations. */
+ * unions, and the definitions of the hooks must match those declarations.
+ * musl (the build for Alpine images) declares them with plain pointers. */
+#if defined(__GLIBC__)
 #if !defined(__cplusplus) && __GNUC_PREREQ(2, 7) && defined(__USE_GNU)
 #define SOCKADDR_PTR(arg)	((arg).__sockaddr__)
 #else
 #define SOCKADDR_PTR(arg)	(arg)
+#endif
+#else
+#define SOCKADDR_PTR(arg)	(arg)
+#define __SOCKADDR_ARG		struct sockaddr *restrict
+#define __CONST_SOCKADDR_ARG	const struct sockaddr *
 #endif
 
 struct remembered_option {

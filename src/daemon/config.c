@@ -752,16 +752,3 @@ config_service_gid(const struct config *cfg)
 {
 	return cfg->user[0] != '\0' ? cfg->user_gid : getegid();
 }
-
-void
-config_default_runtime_dir(char *buf, size_t bufsize)
-{
-	uid_t euid = geteuid();
-	const char *xdg = getenv("XDG_RUNTIME_DIR");
-	if (euid == 0)
-		snprintf(buf, bufsize, "/run/handoff");
-	else if (xdg != NULL && xdg[0] != '\0')
-		snprintf(buf, bufsize, "%s/handoff", xdg);
-	else
-		snprintf(buf, bufsize, "/tmp/handoff-%lu", (unsigned long)euid);
-}

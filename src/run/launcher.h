@@ -12,6 +12,8 @@
 #include "wire.h"
 
 #define PRELOAD_NAME		"libhandoff-preload.so"
+/* The build for programs linked with musl (Alpine images). */
+#define PRELOAD_NAME_MUSL	"libhandoff-preload-musl.so"
 #define MAX_RUN_NAMES		64
 #define MAX_RUN_PORTS		64
 /* Upstream IDs are "<pid>-<16 hex digits>"; longer names are not ours. */
@@ -69,9 +71,25 @@ int run_parse_options(int argc, char **argv, struct run_options *opt);
 
 /* program.c */
 int find_program(const char *name, char *out, size_t size);
-int find_preload(char *out, size_t size);
 int resolve_runtime_dir(const struct run_options *opt, char *out);
-int check_preloadable(const char *program, const char *path);
+
+/* The C library a program is linked with, by its ELF dynamic linker
+ * (PT_INTERP): the preload library must be built for the same one. */
+enum program_libc {
+	LIBC_GLIBC,		/* ld-linux-*.so.N, or anything not musl's */
+	LIBC_MUSL,		/* /lib/ld-musl-ARCH.so.1 */
+};
+
+/* What check_preloadable() found out about the program that will load the
+ * preload library (PROGRAM, or the interpreter of a PROGRAM script). */
+struct program_info {
+	char path[PATH_MAX];
+	char interpreter[256];		/* its PT_INTERP, "" if not known */
+	enum program_libc libc;
+};
+
+int check_preloadable(const char *program, const char *path, struct program_info *info);
+int find_preload(const struct program_info *info, char *out, size_t size);
 
 /* proc.c */
 int64_t monotonic_ms(void);

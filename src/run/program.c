@@ -1,4 +1,4 @@
-/* program.c - find PROGRAM, the preload library and the runtime directory, and refuse programs LD_PRELOAD cannot reach (static, Go, set-user-ID). */
+/* program.c - find PROGRAM, the preload library of its C library (glibc or musl) and the runtime directory, and refuse programs LD_PRELOAD cannot reach (static, Go, set-user-ID). */
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -57,12 +57,29 @@ find_program(const char *name, char *out, size_t size)
 	}
 }
 
-/* The preload library to use, into out. Returns 0, or -1 after an error
+/* The preload library's file name for each C library. */
+static const char *
+preload_name(enum program_libc libc)
+{
+	return libc == LIBC_MUSL ? PRELOAD_NAME_MUSL : PRELOAD_NAME;
+}
+
+static const char *
+libc_description(enum program_libc libc)
+{
+	return libc == LIBC_MUSL ? "musl" : "the GNU C library (glibc)";
+}
+
+/* The preload library to use for a program of the given C library, into
+ * out: $HANDOFF_PRELOAD, else the build for that C library next to the
+ * handoff executable, else in HANDOFF_LIBDIR. A glibc-built library cannot
+ * load into a musl program and the other way round, so a missing build is
+ * named rather than the other one used. Returns 0, or -1 after an error
  * message. */
 int
-find_preload(char *out, size_t size)
+find_preload(const struct program_info *info, char *out, size_t size)
 {
-	const char *env = getenv("HANDOFF_PRELOAD");
+	const char *env = getenv("HANDOFF_PRELOAD"), *name = preload_name(info->libc);
 	char exe[PATH_MAX];
 	ssize_t n;
 
@@ -78,16 +95,25 @@ find_preload(char *out, size_t size)
 			char *slash = strrchr(exe, '/');
 			if (slash != NULL) {
 				*slash = '\0';
-				if (snprintf(out, size, "%s/%s", exe, PRELOAD_NAME) < (int)size &&
+				if (snprintf(out, size, "%s/%s", exe, name) < (int)size &&
 				    access(out, R_OK) == 0)
 					goto found;
 			}
 		}
-		snprintf(out, size, "%s/%s", HANDOFF_LIBDIR, PRELOAD_NAME);
+		snprintf(out, size, "%s/%s", HANDOFF_LIBDIR, name);
 		if (access(out, R_OK) < 0) {
-			fprintf(stderr, "handoff run: cannot find %s next to the handoff executable "
-				"or in %s; set HANDOFF_PRELOAD to its path\n", PRELOAD_NAME,
-				HANDOFF_LIBDIR);
+			if (info->interpreter[0] != '\0')
+				fprintf(stderr, "handoff run: %s is linked with %s (its dynamic linker "
+					"is %s) and needs the %s build of the preload library, %s, "
+					"which is neither next to the handoff executable nor in %s; "
+					"install that build (see docs/containers.md) or set "
+					"HANDOFF_PRELOAD to its path\n", info->path,
+					libc_description(info->libc), info->interpreter,
+					info->libc == LIBC_MUSL ? "musl" : "glibc", name, HANDOFF_LIBDIR);
+			else
+				fprintf(stderr, "handoff run: cannot find %s next to the handoff "
+					"executable or in %s; set HANDOFF_PRELOAD to its path\n", name,
+					HANDOFF_LIBDIR);
 			return -1;
 		}
 	}
@@ -169,6 +195,18 @@ read_segment(int fd, bool is64, off_t at, struct segment *seg)
 }
 
 /* Does the PT_NOTE segment seg hold the Go linker's build ID note? */
+/* The dynamic linker a PT_INTERP segment names, into out ("" if unreadable). */
+static void
+read_interpreter(int fd, const struct segment *seg, char *out, size_t size)
+{
+	size_t len = seg->size < size ? (size_t)seg->size : size - 1;
+
+	out[0] = '\0';
+	if (pread(fd, out, len, (off_t)seg->offset) != (ssize_t)len)
+		len = 0;
+	out[len] = '\0';
+}
+
 static bool
 has_go_note(int fd, const struct segment *seg)
 {
@@ -202,7 +240,7 @@ has_go_note(int fd, const struct segment *seg)
 /* An ELF file: static, dynamic, or Go (whose socket calls bypass the C
  * library however it is linked). */
 static enum program_kind
-elf_kind(int fd, const unsigned char *ident)
+elf_kind(int fd, const unsigned char *ident, char *interpreter, size_t interpreter_size)
 {
 	bool is64 = ident[EI_CLASS] == ELFCLASS64, interp = false;
 	Elf64_Ehdr eh64;
@@ -230,8 +268,10 @@ elf_kind(int fd, const unsigned char *ident)
 
 		if (!read_segment(fd, is64, (off_t)(phoff + (uint64_t)i * phentsize), &seg))
 			return PROGRAM_OTHER;
-		if (seg.type == PT_INTERP)
+		if (seg.type == PT_INTERP) {
 			interp = true;
+			read_interpreter(fd, &seg, interpreter, interpreter_size);
+		}
 		else if (seg.type == PT_NOTE && has_go_note(fd, &seg))
 			return PROGRAM_GO;
 	}
@@ -239,7 +279,8 @@ elf_kind(int fd, const unsigned char *ident)
 }
 
 /* Classify the file at path; for a script, its interpreter line goes into
- * line (NUL-terminated, without "#!"). */
+ * line (NUL-terminated, without "#!"), for a dynamic ELF file its dynamic
+ * linker's path. */
 static enum program_kind
 program_kind(const char *path, char *line, size_t line_size)
 {
@@ -259,7 +300,7 @@ program_kind(const char *path, char *line, size_t line_size)
 		kind = PROGRAM_SCRIPT;
 	} else if (n >= EI_NIDENT && memcmp(head, ELFMAG, SELFMAG) == 0 &&
 		   (head[EI_CLASS] == ELFCLASS64 || head[EI_CLASS] == ELFCLASS32)) {
-		kind = elf_kind(fd, head);
+		kind = elf_kind(fd, head, line, line_size);
 	}
 	close(fd);
 	return kind;
@@ -290,15 +331,31 @@ interpreter_of(char *line, char *out, size_t size)
 	}
 }
 
+/* The C library a dynamic linker's path stands for: musl's is
+ * /lib/ld-musl-ARCH.so.1, glibc's ld-linux-ARCH.so.N or ld64.so.N. */
+static enum program_libc
+libc_of_interpreter(const char *interpreter)
+{
+	const char *base = strrchr(interpreter, '/') ? strrchr(interpreter, '/') + 1 : interpreter;
+
+	if (strncmp(base, "ld-musl-", strlen("ld-musl-")) == 0)
+		return LIBC_MUSL;
+	return LIBC_GLIBC;
+}
+
 /* Refuse programs LD_PRELOAD cannot reach: statically linked ones and Go
- * ones (also as a script's interpreter), and set-user-ID ones. Returns 0,
- * or -1 after an error message. */
+ * ones (also as a script's interpreter), and set-user-ID ones. Fills info
+ * with the program that will take the preload library (PROGRAM or the
+ * interpreter of its script) and that program's C library. Returns 0, or
+ * -1 after an error message. */
 int
-check_preloadable(const char *program, const char *path)
+check_preloadable(const char *program, const char *path, struct program_info *info)
 {
 	char current[PATH_MAX], line[256], next[PATH_MAX];
 	struct stat st;
 
+	*info = (struct program_info){ .libc = LIBC_GLIBC };
+	snprintf(info->path, sizeof(info->path), "%s", program);
 	snprintf(current, sizeof(current), "%s", path);
 	for (int depth = 0; depth <= MAX_INTERPRETER_DEPTH; depth++) {
 		switch (program_kind(current, line, sizeof(line))) {
@@ -324,6 +381,10 @@ check_preloadable(const char *program, const char *path)
 					program, current);
 			return -1;
 		case PROGRAM_DYNAMIC:
+			snprintf(info->interpreter, sizeof(info->interpreter), "%s", line);
+			info->libc = libc_of_interpreter(line);
+			if (depth > 0)
+				snprintf(info->path, sizeof(info->path), "%s", current);
 			/* The dynamic linker ignores LD_PRELOAD (secure execution)
 			 * when exec() changes the user or group. */
 			if (stat(current, &st) == 0 &&

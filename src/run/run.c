@@ -74,6 +74,7 @@ cmd_run(int argc, char **argv)
 	static struct run_options opt;
 	static struct watch w;
 	static char runtime_dir[PATH_MAX];
+	static struct program_info program_info;
 	char program_path[PATH_MAX], preload[PATH_MAX];
 	sigset_t forwarded, old_mask;
 	int signal_fd, inotify_fd, rc;
@@ -94,9 +95,9 @@ cmd_run(int argc, char **argv)
 		fprintf(stderr, "handoff run: %s: command not found\n", w.program);
 		return 127;
 	}
-	if (find_preload(preload, sizeof(preload)) < 0 ||
-	    resolve_runtime_dir(&opt, runtime_dir) < 0 ||
-	    check_preloadable(w.program, program_path) < 0)
+	if (check_preloadable(w.program, program_path, &program_info) < 0 ||
+	    find_preload(&program_info, preload, sizeof(preload)) < 0 ||
+	    resolve_runtime_dir(&opt, runtime_dir) < 0)
 		return 1;
 	if (snprintf(w.upstreams, sizeof(w.upstreams), "%s/%s", runtime_dir,
 		     WIRE_DIR_UPSTREAMS) >= (int)sizeof(w.upstreams))

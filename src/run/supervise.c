@@ -29,6 +29,30 @@ stops_servers(int signo)
 	return signo == SIGTERM || signo == SIGINT || signo == SIGQUIT || signo == SIGWINCH;
 }
 
+/* "TERM" for SIGTERM, or NULL. glibc has sigabbrev_np(); musl (the
+ * stand-alone build for container images) has not, so the signals that end
+ * servers are named here. */
+static const char *
+signal_abbrev(int signo)
+{
+#ifdef __GLIBC__
+	return sigabbrev_np(signo);
+#else
+	static const struct { int signo; const char *name; } names[] = {
+		{ SIGHUP, "HUP" }, { SIGINT, "INT" }, { SIGQUIT, "QUIT" }, { SIGILL, "ILL" },
+		{ SIGTRAP, "TRAP" }, { SIGABRT, "ABRT" }, { SIGBUS, "BUS" }, { SIGFPE, "FPE" },
+		{ SIGKILL, "KILL" }, { SIGUSR1, "USR1" }, { SIGSEGV, "SEGV" }, { SIGUSR2, "USR2" },
+		{ SIGPIPE, "PIPE" }, { SIGALRM, "ALRM" }, { SIGTERM, "TERM" }, { SIGXCPU, "XCPU" },
+		{ SIGXFSZ, "XFSZ" }, { SIGSYS, "SYS" },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].signo == signo)
+			return names[i].name;
+	return NULL;
+#endif
+}
+
 /* PROGRAM has ended on its own, or in a way nobody asked for: say how,
  * and what that means for its names, which the daemon's log alone would
  * otherwise explain (clients get "unrecognized name" or a 503). */
@@ -40,7 +64,7 @@ report_exit(const struct watch *w, int status)
 	const char *abbrev;
 
 	if (WIFSIGNALED(status)) {
-		abbrev = sigabbrev_np(WTERMSIG(status));
+		abbrev = signal_abbrev(WTERMSIG(status));
 		snprintf(how, sizeof(how), "was killed by signal %d%s%s%s%s", WTERMSIG(status),
 			 abbrev ? " (SIG" : "", abbrev ? abbrev : "", abbrev ? ")" : "",
 			 WCOREDUMP(status) ? ", core dumped" : "");
