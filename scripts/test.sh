@@ -75,6 +75,9 @@ step make -j"$JOBS" CC=clang BUILD=build/clang all unit
 step make -j"$JOBS" SANITIZE=1 all
 step make -j"$JOBS" SANITIZE=1 unit
 step make -j"$JOBS" fuzz
+# The container tests: the musl builds, the kit they copy into images, and
+# the glibc build of their test server.
+step make -j"$JOBS" SANITIZE=1 container-kit build/asan/http-echo
 
 echo
 echo "=== pytest (fuzzers: ${FUZZ_SECONDS}s each)"

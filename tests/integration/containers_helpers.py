@@ -217,9 +217,12 @@ class Unshare:
 		return read_text(self.workdir / f"{name}.log")
 
 	def stop(self, name):
+		"""SIGTERM to the first process inside, as podman stop sends it."""
 		proc = self.procs[name]
 		if proc.poll() is None:
-			proc.send_signal(signal.SIGTERM)
+			inner = self.pid(name)
+			if inner:
+				os.kill(inner, signal.SIGTERM)
 			try:
 				proc.wait(STOP_TIMEOUT)
 			except subprocess.TimeoutExpired:
