@@ -2,7 +2,7 @@
 import re
 import subprocess
 
-from harness import (connect, free_port, http_get, https_get, received_subject_cn, request_bytes,
+from harness import (connect, free_port, http_get, https_get, read_response, received_subject_cn, request_bytes,
 		     tls_failure)
 
 
@@ -150,3 +150,47 @@ def test_owned_name_never_falls_back_to_the_default(hx, certs):
 	assert unknown.fields["label"] == site_b.label
 	assert https_get(certs, tls_port, None, sni=False).fields["label"] == site_b.label
 	assert http_get(http_port, "unknown.example").fields["label"] == site_b.label
+
+
+def raw_http(port, head):
+	"""Send one raw request head; returns the response (or None if the
+	connection ended without one)."""
+	with connect(port) as sock:
+		sock.sendall(head)
+		with sock.makefile("rb") as stream:
+			try:
+				return read_response(stream)
+			except ConnectionError:
+				return None
+
+
+def test_absolute_form_target_must_match_host(hx):
+	"""An absolute-form target names the host as much as Host does: when
+	they disagree the daemon answers 400 itself and hands the client to
+	nobody; when they agree the client goes to the target's upstream."""
+	port = free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"]))
+	up_a = hx.upstream(["a.example"], "site-a", daemon=d)
+	up_b = hx.upstream(["b.example"], "site-b", daemon=d)
+
+	mismatched = (b"GET http://b.example/ HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n",
+		      b"GET ws://b.example/ HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n")
+	for head in mismatched:
+		response = raw_http(port, head)
+		assert response is not None and response.status == 400, head
+		# The daemon's own answer, not a page of either upstream.
+		assert b"label=" not in response.body, (head, response.body)
+	invalid = d.wait_access(lambda r: r.get("outcome") == "invalid", count=2)
+	assert len(invalid) == 2
+	d.wait_log(r"invalid request head from .*: Host does not match the request target", count=2)
+
+	# The example upstream serves origin-form paths only, so it answers
+	# the absolute-form request itself with its 404: it did get the client.
+	matching = raw_http(port, b"GET http://b.example/ HTTP/1.1\r\nHost: b.example\r\nConnection: close\r\n\r\n")
+	assert matching is not None and matching.status == 404, matching and matching.status
+	page = http_get(port, "a.example").fields
+	assert page["label"] == up_a.label
+	handed = d.wait_access(lambda r: r.get("outcome") == "handoff", count=2)
+	# Only the two agreeing requests were handed to an upstream, each to its name's.
+	assert sorted((r["name"], r["upstream"].split("-")[0]) for r in handed) == \
+		[("a.example", str(up_a.pid)), ("b.example", str(up_b.pid))], handed
