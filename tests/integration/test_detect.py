@@ -7,6 +7,7 @@ import ssl
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -208,3 +209,86 @@ def test_detect_listener_serves_tls_ssh_and_silent_clients(hx):
 			sshd.kill()
 			sshd.wait(STOP_TIMEOUT)
 		banner.close()
+
+
+SERVERS = Path(__file__).resolve().parent / "detect" / "servers.py"
+
+
+class RunServer:
+	"""`handoff run OPTIONS -- python3 detect/servers.py ...`, output to a
+	file, stopped by PID (SIGTERM, passed on to the server)."""
+
+	def __init__(self, hx, label, options, server_args):
+		self.log_path = hx.dir / f"run-{label}.log"
+		argv = [str(HANDOFF), "run", *options, "--runtime-dir", str(hx.runtime_dir), "--",
+			"/usr/bin/python3", str(SERVERS), *[str(a) for a in server_args]]
+		env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONUNBUFFERED="1")
+		with open(self.log_path, "wb") as log:
+			self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env)
+
+	def log(self):
+		return read_text(self.log_path)
+
+	def stop(self):
+		if self.proc.poll() is None:
+			self.proc.send_signal(signal.SIGTERM)
+			try:
+				self.proc.wait(STOP_TIMEOUT)
+			except subprocess.TimeoutExpired:
+				self.proc.kill()
+				self.proc.wait(STOP_TIMEOUT)
+
+
+def test_handoff_run_alpn_takes_only_clients_offering_its_id(hx):
+	"""A TLS server under `handoff run --alpn x-handoff-test` gets the
+	clients of a.example that offer that id; the name's ordinary upstream
+	keeps every other client of the name."""
+	port, server_port = free_port(), free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls"]))
+	site = hx.upstream(["a.example"], "site", daemon=d)
+	cert, key = hx.certs.pair("a.example")
+	run = RunServer(hx, "alpn", ["--name", "a.example", "--alpn", "x-handoff-test", "--port", str(server_port)],
+			["tls", server_port, cert, key, "x-handoff-test"])
+	try:
+		d.wait_log(r"registered upstream \S+ names=a\.example uid=\d+ alpn=x-handoff-test\b",
+			   timeout=START_TIMEOUT)
+		for alpn in (["x-handoff-test"], ["h2", "x-handoff-test", "http/1.1"]):
+			response = https_get(hx.certs, port, "a.example", alpn=alpn)
+			assert response.status == 200, (alpn, run.log())
+			assert response.body.startswith(b"server=alpn-server alpn=x-handoff-test peer=127.0.0.1:"), \
+				(alpn, response.body, run.log())
+		for alpn in (["http/1.1"], ["h2"], None):
+			response = https_get(hx.certs, port, "a.example", alpn=alpn)
+			assert response.status == 200 and response.fields["label"] == site.label, (alpn, response.body)
+		handed = d.wait_access(lambda r: r.get("outcome") == "handoff", count=5)
+		assert sorted(r["upstream"].split("-")[0] == str(site.pid) for r in handed) == \
+			[False, False, True, True, True], handed
+	finally:
+		run.stop()
+
+
+def test_handoff_run_protocol_silent_gets_silent_clients(hx):
+	"""A server-speaks-first server under `handoff run --protocol silent`
+	on a detect listener receives the socket of a client that says
+	nothing; the client reads the server's banner, then talks to it."""
+	port, server_port = free_port(), free_port()
+	config = hx.config([f"127.0.0.1:{port} detect detect-timeout 1s"],
+			   grants=("* to self", "protocol silent to self"))
+	d = hx.daemon(config)
+	site = hx.upstream(["a.example"], "site", daemon=d)
+	run = RunServer(hx, "silent", ["--protocol", "silent", "--port", str(server_port)], ["banner", server_port])
+	try:
+		d.wait_log(r"registered upstream \S+ names=protocol:silent uid=0 protocol=silent", timeout=START_TIMEOUT)
+		with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as s:
+			client_port = s.getsockname()[1]
+			assert s.recv(100) == b"220 first.example ready\r\n", run.log()
+			s.sendall(b"HELO client.example\r\n")
+			assert s.recv(100) == b"echo HELO client.example\r\n"
+		# The server accepted the client's own socket: it sees the client's port.
+		assert wait_for(lambda: f"served 127.0.0.1:{client_port}" in run.log(), REQUEST_TIMEOUT), run.log()
+		d.wait_access(lambda r: r.get("proto") == "silent" and r.get("outcome") == "handoff")
+		# A TLS client on the same port still reaches the name's upstream.
+		response = https_get(hx.certs, port, "a.example")
+		assert response.status == 200 and response.fields["label"] == site.label
+	finally:
+		run.stop()
