@@ -99,7 +99,9 @@ def test_symlink_swapped_over_a_registered_socket_is_never_followed(hx, certs):
 	os.rename(upstreams / "link-1.link", upstreams / "link-1.sock")
 	d.wait_log(r"dropped upstream link-1 \(its files were replaced\)")
 	d.wait_log(r"refused upstream link-1: link-1\.sock is not a socket")
-	assert read_text(upstreams / "link-1.status").startswith("refused: ")
+	# The status file is written after the log line.
+	assert wait_for(lambda: read_text(upstreams / "link-1.status").startswith("refused: "), 5), \
+		read_text(upstreams / "link-1.status")
 
 	assert http_get(port, "a.example").status == 503
 	assert nothing_received(victim)
