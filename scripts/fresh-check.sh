@@ -31,7 +31,8 @@
 #                     README command uses its own default of 60 s per fuzzer);
 #                     FUZZ_SECONDS in the environment is passed through too
 #   --cache FILE      reuse FILE (a tarball of a bootstrapped root) if it
-#                     exists, else bootstrap and save the root there
+#                     exists, else bootstrap and save the root there (remove
+#                     FILE to bootstrap afresh)
 #   --mirror URL      package mirror (default: the first URIs:/deb line of
 #                     apt's own sources)
 #   --dir DIR         where to create the roots (default /var/tmp); they
@@ -159,12 +160,12 @@ unmount_all() {
 # netns exec remounts / as a slave), /proc, /sys, /dev.
 mount_root() {
 	local root=$1
-	mount --bind "$root" "$root"
-	mount --make-private "$root"
-	mount -t proc proc "$root/proc"
-	mount --rbind /sys "$root/sys"
-	mount --make-rslave "$root/sys"	# unmounting in here must not reach the host's
-	mount --rbind /dev "$root/dev"
+	mount --bind "$root" "$root" || return 1
+	mount --make-private "$root" || return 1
+	mount -t proc proc "$root/proc" || return 1
+	mount --rbind /sys "$root/sys" || return 1
+	mount --make-rslave "$root/sys" || return 1	# unmounting in here must not reach the host's
+	mount --rbind /dev "$root/dev" || return 1
 	mount --make-rslave "$root/dev"
 }
 
@@ -268,6 +269,7 @@ trap 'echo "$ME: interrupted" >&2; exit 130' INT
 trap 'echo "$ME: terminated" >&2; exit 143' TERM
 
 # step NAME COMMAND...: run, print how long it took, record the outcome.
+# COMMAND runs without errexit: the functions given here check each command.
 step() {
 	local name=$1 begin status
 	shift
@@ -307,11 +309,11 @@ install_debootstrap() {
 bootstrap() {
 	if [ -n "$CACHE" ] && [ -s "$CACHE" ]; then
 		echo "unpacking $CACHE"
-		mkdir "$WORK/base"
+		mkdir "$WORK/base" || return 1
 		tar -x -C "$WORK/base" -f "$CACHE"
 		return
 	fi
-	debootstrap --variant=minbase bookworm "$WORK/base" "$MIRROR"
+	debootstrap --variant=minbase bookworm "$WORK/base" "$MIRROR" || return 1
 	if [ -n "$CACHE" ]; then
 		echo "saving the root to $CACHE"
 		tar -c -C "$WORK/base" -f "$CACHE.part" . && mv "$CACHE.part" "$CACHE"
