@@ -5,12 +5,14 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -79,10 +81,35 @@ static void registry_remove_locked(struct registration *r)
 	registry_len--;
 }
 
+/* The secret a process shares with the processes it forks, which lets one
+ * queue a connection to itself on a receiver (see struct wire_local). Made
+ * when the first receiver is registered: servers fork their workers after
+ * that, and the workers inherit it. */
+static pthread_once_t local_token_once = PTHREAD_ONCE_INIT;
+static uint8_t local_token[WIRE_LOCAL_TOKEN_LEN];
+static bool local_token_ready;
+
+static void make_local_token(void)
+{
+	size_t got = 0;
+
+	while (got < sizeof(local_token)) {
+		ssize_t n = getrandom(local_token + got, sizeof(local_token) - got, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return;		/* no token: connections to oneself are not taken */
+		}
+		got += (size_t)n;
+	}
+	local_token_ready = true;
+}
+
 static int registry_add(const struct registration *reg)
 {
 	int result = 0;
 
+	pthread_once(&local_token_once, make_local_token);
 	pthread_mutex_lock(&registry_lock);
 	/* An entry with the same fd number belongs to a socket that was closed
 	 * without handoff_close(); its number is ours now. */
@@ -597,6 +624,26 @@ static bool header_is_valid(const struct wire_header *h, ssize_t received)
 	return h->local_len <= sizeof(h->local) && h->peer_len <= sizeof(h->peer);
 }
 
+/* A connection this process, or one sharing its token, made to itself:
+ * from our own uid or root, with the token, compared in constant time. */
+static bool local_message_is_valid(const struct wire_header *h, ssize_t received,
+				   uid_t sender_uid)
+{
+	struct wire_local local;
+	uint8_t differ = 0;
+
+	_Static_assert(sizeof(local) <= sizeof(*h), "a local message fits the receive buffer");
+	if (received != (ssize_t)sizeof(local) || !local_token_ready ||
+	    (sender_uid != 0 && sender_uid != getuid()))
+		return false;
+	memcpy(&local, h, sizeof(local));
+	if (local.magic != WIRE_LOCAL_MAGIC || local.size != sizeof(local))
+		return false;
+	for (size_t i = 0; i < sizeof(local.token); i++)
+		differ |= (uint8_t)(local.token[i] ^ local_token[i]);
+	return differ == 0;
+}
+
 static void fill_info(struct handoff_info *info, const struct wire_header *h)
 {
 	memset(info, 0, sizeof(*info));
@@ -729,10 +776,14 @@ HANDOFF_API int handoff_accept(int fd, struct sockaddr *addr, socklen_t *addrlen
 		rx.msg_flags = msg.msg_flags;
 		collect_control(&msg, &rx);
 
-		if ((rx.msg_flags & MSG_CTRUNC) || !rx.have_creds ||
-		    (rx.sender_uid != 0 && rx.sender_uid != reg.daemon_uid) ||
-		    !header_is_valid(&header, rx.len) || rx.n_fds != 1 ||
-		    !is_stream_socket(rx.fds[0])) {
+		bool from_daemon = rx.have_creds &&
+			(rx.sender_uid == 0 || rx.sender_uid == reg.daemon_uid) &&
+			header_is_valid(&header, rx.len);
+		bool from_self = rx.have_creds && !from_daemon &&
+			local_message_is_valid(&header, rx.len, rx.sender_uid);
+
+		if ((rx.msg_flags & MSG_CTRUNC) || !(from_daemon || from_self) ||
+		    rx.n_fds != 1 || !is_stream_socket(rx.fds[0])) {
 			close_received(&rx);
 			continue;
 		}
@@ -743,7 +794,9 @@ HANDOFF_API int handoff_accept(int fd, struct sockaddr *addr, socklen_t *addrlen
 			close(conn);
 			continue;
 		}
-		if (info)
+		if (info && from_self)
+			memset(info, 0, sizeof(*info));
+		else if (info)
 			fill_info(info, &header);
 		return conn;
 	}
@@ -779,6 +832,69 @@ HANDOFF_API int handoff_close(int fd)
 		}
 	}
 	return close(fd);
+}
+
+int handoff_send_local(int fd, int conn)
+{
+	struct registration reg;
+	struct sockaddr_un sun;
+	socklen_t sun_len = sizeof(sun);
+	struct wire_local local = { .magic = WIRE_LOCAL_MAGIC, .size = sizeof(local) };
+	struct iovec iov = { .iov_base = &local, .iov_len = sizeof(local) };
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} control;
+	struct msghdr msg = {
+		.msg_name = &sun,
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = control.buf,
+		.msg_controllen = sizeof(control.buf),
+	};
+	/* Bounded: a receiver whose queue stays full drops this connection. */
+	struct timeval send_timeout = { .tv_sec = 1 };
+	struct cmsghdr *c;
+	int sender, saved;
+	ssize_t sent;
+
+	if (registry_lookup(fd, &reg) < 0)
+		return -1;
+	if (!local_token_ready) {
+		errno = EPERM;
+		return -1;
+	}
+	if (getsockname(fd, (struct sockaddr *)&sun, &sun_len) < 0)
+		return -1;
+	if (sun.sun_family != AF_UNIX || sun_len <= offsetof(struct sockaddr_un, sun_path) + 1 ||
+	    sun_len > sizeof(sun)) {
+		errno = EINVAL;
+		return -1;
+	}
+	msg.msg_namelen = sun_len;
+	memcpy(local.token, local_token, sizeof(local.token));
+	memset(&control, 0, sizeof(control));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &conn, sizeof(int));
+
+	sender = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sender < 0)
+		return -1;
+	setsockopt(sender, SOL_SOCKET, SO_SNDTIMEO, &send_timeout, sizeof(send_timeout));
+	do
+		sent = sendmsg(sender, &msg, MSG_NOSIGNAL);
+	while (sent < 0 && errno == EINTR);
+	saved = errno;
+	close(sender);
+	explicit_bzero(local.token, sizeof(local.token));
+	if (sent < 0) {
+		errno = saved;
+		return -1;
+	}
+	return 0;
 }
 
 int handoff_adopt(int fd, uid_t daemon_uid)

@@ -42,4 +42,14 @@ int handoff_adopt(int fd, uid_t daemon_uid);
  * closing it or removing any file. Does nothing for other descriptors. */
 void handoff_forget(int fd);
 
+/*
+ * Queue conn, the accepting end of a connection this process made to itself,
+ * on the receiver fd (registered or adopted in this process), so that the
+ * next handoff_accept() on it, here or in any process sharing it since a
+ * fork(), returns it like a connection from the daemon (struct handoff_info
+ * then names no protocol, name or addresses). conn stays open here: the
+ * caller closes it. Returns 0, or -1 with errno.
+ */
+int handoff_send_local(int fd, int conn);
+
 #endif

@@ -88,6 +88,9 @@
  * shadow_lock. The array lives in .bss: untouched pages cost nothing.
  */
 static _Atomic(struct listener_shadow *) shadow_by_fd[MAX_TRACKED_FD];
+/* One above the highest descriptor ever given a shadow: each_listener()
+ * looks no further. */
+static atomic_int shadow_fd_limit;
 
 /* Accepted connections whose client address is not the socket's peer (see
  * struct peer_override). */
@@ -139,6 +142,7 @@ int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 int (*real_setsockopt)(int, int, int, const void *, socklen_t);
 int (*real_close)(int);
 int (*real_getpeername)(int, struct sockaddr *, socklen_t *);
+int (*real_connect)(int, const struct sockaddr *, socklen_t);
 static pthread_once_t symbols_once = PTHREAD_ONCE_INIT;
 
 _Thread_local unsigned inside_libhandoff;
@@ -172,9 +176,11 @@ static void resolve_symbols(void)
 	RESOLVE(real_setsockopt, "setsockopt");
 	RESOLVE(real_close, "close");
 	RESOLVE(real_getpeername, "getpeername");
+	RESOLVE(real_connect, "connect");
 #undef RESOLVE
 	if (!real_bind || !real_listen || !real_accept || !real_accept4 || !real_getsockname ||
-	    !real_getsockopt || !real_setsockopt || !real_close || !real_getpeername) {
+	    !real_getsockopt || !real_setsockopt || !real_close || !real_getpeername ||
+	    !real_connect) {
 		fprintf(stderr, "handoff-preload: cannot find the C library's socket functions\n");
 		abort();
 	}
@@ -325,8 +331,21 @@ void install_shadow(int fd, struct listener_shadow *sh)
 
 	pthread_mutex_lock(&shadow_lock);
 	old = atomic_exchange_explicit(&shadow_by_fd[fd], sh, memory_order_acq_rel);
+	if (fd >= atomic_load_explicit(&shadow_fd_limit, memory_order_relaxed))
+		atomic_store_explicit(&shadow_fd_limit, fd + 1, memory_order_relaxed);
 	pthread_mutex_unlock(&shadow_lock);
 	free(old);
+}
+
+void each_listener(bool (*visit)(int fd, const struct listener_shadow *sh, void *arg),
+		   void *arg)
+{
+	int limit = atomic_load_explicit(&shadow_fd_limit, memory_order_relaxed);
+	struct listener_shadow sh;
+
+	for (int fd = 0; fd < limit; fd++)
+		if (known_listener(fd, &sh) && !visit(fd, &sh, arg))
+			return;
 }
 
 /*

@@ -111,6 +111,7 @@ extern int (*real_getsockopt)(int, int, int, void *, socklen_t *);
 extern int (*real_setsockopt)(int, int, int, const void *, socklen_t);
 extern int (*real_close)(int);
 extern int (*real_getpeername)(int, struct sockaddr *, socklen_t *);
+extern int (*real_connect)(int, const struct sockaddr *, socklen_t);
 
 /*
  * Non-zero while this thread runs libhandoff's code for us (handoff_listen,
@@ -140,6 +141,10 @@ bool known_listener(int fd, struct listener_shadow *out);
 /* A call on fd answered as a datagram socket would: is it a receiver
  * carrying a listener's description after all? Adopts it if so. */
 bool turned_up(int fd, struct listener_shadow *out);
+/* Call visit with each listener this process swapped or recognised and a
+ * copy of its shadow, while it returns true. */
+void each_listener(bool (*visit)(int fd, const struct listener_shadow *sh, void *arg),
+		   void *arg);
 void update_shadow(int fd, const struct listener_shadow *expected,
 		   void (*change)(struct listener_shadow *, const void *), const void *arg);
 

@@ -40,6 +40,25 @@ struct wire_header {
 	uint8_t alpn[256];
 };
 
+/*
+ * The other message a receiver takes: a connection a server made to the
+ * address of one of its own taken-over listeners (lib/preload_connect.c),
+ * sent by the server to its own receiver, with the server's end of that
+ * connection as the one descriptor. Taken only from the receiving process's
+ * own uid (or root) and only with the token every process of that server
+ * shares (made when its first receiver is registered, inherited by fork()),
+ * so no other local user, and no process the token never reached, can
+ * queue a connection this way.
+ */
+#define WIRE_LOCAL_MAGIC	0x4c464f48u	/* "HOFL" in little-endian memory */
+#define WIRE_LOCAL_TOKEN_LEN	32
+
+struct wire_local {
+	uint32_t magic;
+	uint32_t size;			/* sizeof(struct wire_local) */
+	uint8_t token[WIRE_LOCAL_TOKEN_LEN];
+};
+
 #define WIRE_DIR_UPSTREAMS	"upstreams"	/* under the runtime directory */
 #define WIRE_SOCK_SUFFIX	".sock"
 #define WIRE_NAMES_SUFFIX	".names"
