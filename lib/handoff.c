@@ -637,7 +637,8 @@ static bool local_message_is_valid(const struct wire_header *h, ssize_t received
 	    (sender_uid != 0 && sender_uid != getuid()))
 		return false;
 	memcpy(&local, h, sizeof(local));
-	if (local.magic != WIRE_LOCAL_MAGIC || local.size != sizeof(local))
+	if (local.magic != WIRE_LOCAL_MAGIC || local.size != sizeof(local) ||
+	    local.peer_len == 0 || local.peer_len > sizeof(local.peer))
 		return false;
 	for (size_t i = 0; i < sizeof(local.token); i++)
 		differ |= (uint8_t)(local.token[i] ^ local_token[i]);
@@ -683,6 +684,16 @@ static int fill_peer_address(int conn, struct sockaddr *addr, socklen_t *addrlen
 	memcpy(addr, &peer, *addrlen < len ? *addrlen : len);
 	*addrlen = len;
 	return 0;
+}
+
+/* The same for a connection to oneself, from the address in the message. */
+static void fill_local_peer(const struct wire_header *h, struct sockaddr *addr, socklen_t *addrlen)
+{
+	struct wire_local local;
+
+	memcpy(&local, h, sizeof(local));
+	memcpy(addr, &local.peer, *addrlen < local.peer_len ? *addrlen : local.peer_len);
+	*addrlen = local.peer_len;
 }
 
 /* One received message: its payload length, flags, sender and descriptors. */
@@ -788,12 +799,17 @@ HANDOFF_API int handoff_accept(int fd, struct sockaddr *addr, socklen_t *addrlen
 			continue;
 		}
 		conn = rx.fds[0];
-		/* The daemon left the shared file description non-blocking. */
+		/* The daemon left the shared file description non-blocking. A
+		 * connection to oneself is returned even if the connecting side
+		 * already reset it, as TCP's accept() does: a server woken this
+		 * way often closes at once with SO_LINGER 0. */
 		if (set_nonblocking(conn, flags & HANDOFF_NONBLOCK) < 0 ||
-		    (addr && fill_peer_address(conn, addr, addrlen) < 0)) {
+		    (addr && !from_self && fill_peer_address(conn, addr, addrlen) < 0)) {
 			close(conn);
 			continue;
 		}
+		if (addr && from_self)
+			fill_local_peer(&header, addr, addrlen);
 		if (info && from_self)
 			memset(info, 0, sizeof(*info));
 		else if (info)
@@ -834,7 +850,7 @@ HANDOFF_API int handoff_close(int fd)
 	return close(fd);
 }
 
-int handoff_send_local(int fd, int conn)
+int handoff_send_local(int fd, int conn, const struct sockaddr *peer, socklen_t peer_len)
 {
 	struct registration reg;
 	struct sockaddr_un sun;
@@ -858,6 +874,10 @@ int handoff_send_local(int fd, int conn)
 	int sender, saved;
 	ssize_t sent;
 
+	if (peer_len == 0 || peer_len > sizeof(local.peer)) {
+		errno = EINVAL;
+		return -1;
+	}
 	if (registry_lookup(fd, &reg) < 0)
 		return -1;
 	if (!local_token_ready) {
@@ -873,6 +893,8 @@ int handoff_send_local(int fd, int conn)
 	}
 	msg.msg_namelen = sun_len;
 	memcpy(local.token, local_token, sizeof(local.token));
+	memcpy(&local.peer, peer, peer_len);
+	local.peer_len = peer_len;
 	memset(&control, 0, sizeof(control));
 	c = CMSG_FIRSTHDR(&msg);
 	c->cmsg_level = SOL_SOCKET;

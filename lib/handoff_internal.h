@@ -3,6 +3,7 @@
 #define HANDOFF_INTERNAL_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include "handoff.h"
@@ -47,9 +48,10 @@ void handoff_forget(int fd);
  * on the receiver fd (registered or adopted in this process), so that the
  * next handoff_accept() on it, here or in any process sharing it since a
  * fork(), returns it like a connection from the daemon (struct handoff_info
- * then names no protocol, name or addresses). conn stays open here: the
- * caller closes it. Returns 0, or -1 with errno.
+ * then names no protocol, name or addresses). peer is the connecting
+ * socket's address, which accept() reports even if that socket is already
+ * closed with a reset. conn stays open here: the caller closes it. Returns 0, or -1 with errno.
  */
-int handoff_send_local(int fd, int conn);
+int handoff_send_local(int fd, int conn, const struct sockaddr *peer, socklen_t peer_len);
 
 #endif

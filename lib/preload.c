@@ -41,6 +41,9 @@
  *   setsockopt()    validated by the kernel on a fresh TCP socket, remembered,
  *                   and applied to accepted connections if TCP would have
  *                   passed it on to them (keepalive, buffer sizes, ...)
+ *   connect()       from the server to an address one of its listeners would
+ *                   take: a loopback TCP connection whose other end the next
+ *                   accept() on that listener returns (preload_connect.c)
  *
  * What a listener is (its bound address, whether listen() was called, the
  * options that differ from a fresh TCP socket's) is kept twice: in this

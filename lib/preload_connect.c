@@ -233,8 +233,10 @@ static long elapsed_ms(const struct timespec *start)
 }
 
 /* Accept, on the temporary listener, the connection whose client is
- * local (the connecting socket's own address); drop any other. */
-static int accept_own_connection(int temporary, const struct sockaddr_storage *local)
+ * local (the connecting socket's own address); drop any other. *peer gets
+ * the client's address as the accepted socket reports it. */
+static int accept_own_connection(int temporary, const struct sockaddr_storage *local,
+				 struct sockaddr_storage *peer, socklen_t *peer_len)
 {
 	struct timespec start;
 
@@ -242,19 +244,18 @@ static int accept_own_connection(int temporary, const struct sockaddr_storage *l
 	for (unsigned strangers = 0; strangers < SELF_ACCEPT_MAX_STRANGERS;) {
 		struct pollfd pfd = { .fd = temporary, .events = POLLIN };
 		long left = SELF_ACCEPT_TIMEOUT_MS - elapsed_ms(&start);
-		struct sockaddr_storage peer;
-		socklen_t peer_len = sizeof(peer);
 		int conn;
 
 		if (left <= 0)
 			break;
 		if (poll(&pfd, 1, (int)left) <= 0)
 			continue;	/* EINTR, or the time is up */
-		conn = real_accept4(temporary, (struct sockaddr *)&peer, &peer_len,
+		*peer_len = sizeof(*peer);
+		conn = real_accept4(temporary, (struct sockaddr *)peer, peer_len,
 				    SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (conn < 0)
 			continue;
-		if (same_endpoint(&peer, local)) {
+		if (same_endpoint(peer, local)) {
 			/* handoff_accept() sets the accepter's blocking mode. */
 			return conn;
 		}
@@ -305,8 +306,8 @@ static void remember_asked_peer(int fd, const struct sockaddr *addr, const struc
 static int connect_to_listener(int fd, const struct sockaddr *addr, socklen_t len,
 			       const struct target *t, int listener)
 {
-	struct sockaddr_storage bound, via, local;
-	socklen_t bound_len, via_len, local_len = sizeof(local);
+	struct sockaddr_storage bound, via, local, peer;
+	socklen_t bound_len, via_len, local_len = sizeof(local), peer_len = 0;
 	int temporary, conn, rc, err;
 
 	temporary = socket(t->family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
@@ -330,14 +331,14 @@ static int connect_to_listener(int fd, const struct sockaddr *addr, socklen_t le
 	}
 	conn = -1;
 	if (real_getsockname(fd, (struct sockaddr *)&local, &local_len) == 0)
-		conn = accept_own_connection(temporary, &local);
+		conn = accept_own_connection(temporary, &local, &peer, &peer_len);
 	real_close(temporary);
 	if (conn < 0) {
 		fprintf(stderr, "handoff-preload: connection to own port %u not completed: %s\n",
 			t->port, strerror(errno));
 	} else {
 		inside_libhandoff++;
-		int sent = handoff_send_local(listener, conn);
+		int sent = handoff_send_local(listener, conn, (struct sockaddr *)&peer, peer_len);
 		inside_libhandoff--;
 		if (sent < 0)
 			fprintf(stderr, "handoff-preload: cannot queue a connection to own port %u "

@@ -57,6 +57,8 @@ struct wire_local {
 	uint32_t magic;
 	uint32_t size;			/* sizeof(struct wire_local) */
 	uint8_t token[WIRE_LOCAL_TOKEN_LEN];
+	uint32_t peer_len;		/* valid bytes in peer */
+	struct sockaddr_storage peer;	/* the connecting socket's address */
 };
 
 #define WIRE_DIR_UPSTREAMS	"upstreams"	/* under the runtime directory */

@@ -13,6 +13,7 @@ import os
 import select
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
@@ -71,6 +72,26 @@ def connect_to_self(args):
 	return client, how
 
 
+def reset_before_accept(args, listener, wake):
+	"""Connect and close at once with SO_LINGER 0, as Tomcat's stop does,
+	before accept() runs: accept() still returns the connection."""
+	emit("listening", fds=open_fds())
+	wake.wait()
+	client, how = connect_to_self(args)
+	client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+	client.close()
+	listener.settimeout(TIMEOUT)
+	try:
+		conn, peer = listener.accept()
+	except OSError as e:
+		emit("woken", accepted=False, error=str(e), **how)
+		return
+	conn.close()
+	emit("woken", accepted=True, accept_peer=list(peer[:2]), **how)
+	wake.clear()
+	wake.wait()
+
+
 def main(argv):
 	import queue
 
@@ -79,6 +100,8 @@ def main(argv):
 	parser.add_argument("--bind", required=True)
 	parser.add_argument("--target", required=True)
 	parser.add_argument("--nonblocking", action="store_true")
+	parser.add_argument("--reset", action="store_true",
+			    help="connect and close with a reset before accept() runs")
 	args = parser.parse_args(argv)
 
 	listener = socket.socket(family_of(args.bind), socket.SOCK_STREAM)
@@ -91,6 +114,8 @@ def main(argv):
 	wake = threading.Event()
 	signal.signal(signal.SIGUSR1, lambda *_: wake.set())
 	signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+	if args.reset:
+		return reset_before_accept(args, listener, wake)
 	thread = threading.Thread(target=acceptor, args=(listener, accepted), daemon=True)
 	thread.start()
 	emit("listening", fds=open_fds())
@@ -125,6 +150,8 @@ def main(argv):
 			if report["fds_after"] == before:
 				break
 			time.sleep(0.1)
+		report["fd_targets"] = {fd: os.readlink(f"/proc/self/fd/{fd}")
+					for fd in report["fds_after"] if os.path.exists(f"/proc/self/fd/{fd}")}
 		emit("woken", **report)
 
 

@@ -110,10 +110,25 @@ def test_connect_to_own_listener_wakes_accept(hx, runs, bind, target, nonblockin
 	assert json_body(http_get(port, NAME))["pid"] == pid
 
 
+@pytest.mark.parametrize("bind,target", [("0.0.0.0", "127.0.0.1"), ("::", "::1")])
+def test_connection_reset_before_accept_is_still_accepted(hx, runs, bind, target):
+	"""A server that connects and at once closes with SO_LINGER 0 (Tomcat
+	does) before its acceptor runs: accept() returns the connection, with
+	the connecting socket's address, as on a TCP listener."""
+	if ":" in bind + target and not has_ipv6_loopback():
+		pytest.skip("no IPv6 loopback address on this host")
+	port, run, pid = start_self_connecting(hx, runs, bind, target, "--reset")
+	report = wake(run, pid, 1)
+	assert report["accepted"], report
+	assert unmapped(report["accept_peer"]) == unmapped(report["client_local"]), report
+
+
 def inject(receiver_path, conn):
 	"""Send conn to the receiver as a connection-to-oneself message with a
 	guessed (all-zero) token, as another process without the token would."""
-	message = struct.pack("=II32s", WIRE_LOCAL_MAGIC, 40, bytes(32))
+	peer = socket.inet_pton(socket.AF_INET, "127.0.0.1")
+	address = struct.pack("=HH4s", socket.AF_INET, 0, peer).ljust(128, b"\0")
+	message = struct.pack("=II32sI4x128s", WIRE_LOCAL_MAGIC, 176, bytes(32), 16, address)
 	with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
 		sender.sendmsg([message], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
 					    struct.pack("i", conn.fileno()))], 0, str(receiver_path))
