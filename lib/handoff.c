@@ -850,11 +850,82 @@ HANDOFF_API int handoff_close(int fd)
 	return close(fd);
 }
 
+/*
+ * Where a message to the receiver fd goes: RUNDIR/upstreams/ID/ID.sock, the
+ * name the daemon reaches it by. The socket was bound in the private
+ * directory .ID before that was renamed to ID, so getsockname() names a path
+ * that no longer exists, and that anyone could create again in the sticky
+ * upstreams directory: it is never used as such. A receiver this process
+ * registered knows its path; an adopted one (inherited across exec()) has
+ * its path derived from the bound name, .ID/ID.sock -> ID/ID.sock. Either
+ * way the directory must be ours and writable by no one else, so no other
+ * user can have put a socket of theirs at that name: the connection we
+ * send is ours to keep. Returns the sockaddr length, or -1 with errno.
+ */
+static int receiver_address(int fd, const struct registration *reg, struct sockaddr_un *sun)
+{
+	socklen_t sun_len = sizeof(*sun);
+	char path[SOCK_PATH_CAP];
+	struct stat st;
+
+	memset(sun, 0, sizeof(*sun));
+	if (reg->sock_path[0] != '\0') {
+		memcpy(path, reg->sock_path, sizeof(path));
+	} else {
+		if (getsockname(fd, (struct sockaddr *)sun, &sun_len) < 0)
+			return -1;
+		size_t used = sun_len - offsetof(struct sockaddr_un, sun_path);
+
+		if (sun->sun_family != AF_UNIX || sun_len <= offsetof(struct sockaddr_un, sun_path) ||
+		    sun_len > sizeof(*sun) || memchr(sun->sun_path, '\0', used) == NULL) {
+			errno = EINVAL;
+			return -1;
+		}
+		/* .../.ID/ID.sock: drop the dot that marked the directory private. */
+		char *file = strrchr(sun->sun_path, '/');
+		char *dot = NULL;
+
+		if (file != NULL && file > sun->sun_path) {
+			*file = '\0';
+			dot = strrchr(sun->sun_path, '/');
+			*file = '/';
+		}
+		if (dot == NULL || dot[1] != '.' || dot + 2 >= file) {
+			errno = EINVAL;
+			return -1;
+		}
+		size_t head = (size_t)(dot + 1 - sun->sun_path);
+
+		memcpy(path, sun->sun_path, head);
+		memcpy(path + head, dot + 2, strlen(dot + 2) + 1);
+	}
+	char *slash = strrchr(path, '/');
+
+	if (slash == NULL || slash == path) {
+		errno = EINVAL;
+		return -1;
+	}
+	*slash = '\0';
+	int checked = lstat(path, &st);
+
+	*slash = '/';
+	if (checked < 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 022)) {
+		errno = EPERM;
+		return -1;
+	}
+	memset(sun, 0, sizeof(*sun));
+	sun->sun_family = AF_UNIX;
+	memcpy(sun->sun_path, path, strlen(path) + 1);
+	return (int)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+}
+
 int handoff_send_local(int fd, int conn, const struct sockaddr *peer, socklen_t peer_len)
 {
 	struct registration reg;
 	struct sockaddr_un sun;
-	socklen_t sun_len = sizeof(sun);
+	int sun_len;
 	struct wire_local local = { .magic = WIRE_LOCAL_MAGIC, .size = sizeof(local) };
 	struct iovec iov = { .iov_base = &local, .iov_len = sizeof(local) };
 	union {
@@ -884,14 +955,10 @@ int handoff_send_local(int fd, int conn, const struct sockaddr *peer, socklen_t 
 		errno = EPERM;
 		return -1;
 	}
-	if (getsockname(fd, (struct sockaddr *)&sun, &sun_len) < 0)
+	sun_len = receiver_address(fd, &reg, &sun);
+	if (sun_len < 0)
 		return -1;
-	if (sun.sun_family != AF_UNIX || sun_len <= offsetof(struct sockaddr_un, sun_path) + 1 ||
-	    sun_len > sizeof(sun)) {
-		errno = EINVAL;
-		return -1;
-	}
-	msg.msg_namelen = sun_len;
+	msg.msg_namelen = (socklen_t)sun_len;
 	memcpy(local.token, local_token, sizeof(local.token));
 	memcpy(&local.peer, peer, peer_len);
 	local.peer_len = peer_len;

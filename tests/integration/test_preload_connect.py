@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness import free_port, http_get
-from preload_helpers import PYTHON, HandoffRun, json_body, upstream_ids
+from preload_helpers import PYTHON, HandoffRun, json_body, names_files
 
 NAME = "a.example"
 PROBE = Path(__file__).resolve().parent / "self_connect_probe.py"
@@ -139,8 +139,7 @@ def test_connection_from_another_process_is_not_taken(hx, runs):
 	message from a process without its token is dropped, and accept()
 	returns the daemon's next connection instead."""
 	port, run, pid = start_self_connecting(hx, runs, "127.0.0.1", "127.0.0.1")
-	receivers = [Path(hx.runtime_dir) / "upstreams" / f"{i}.sock"
-		     for i in upstream_ids(hx.runtime_dir)]
+	receivers = [names.with_suffix(".sock") for names in names_files(hx.runtime_dir)]
 	assert len(receivers) == 1, receivers
 	with socket.socket() as server, socket.socket() as client:
 		server.bind(("127.0.0.1", 0))
