@@ -253,8 +253,15 @@ static int accept_own_connection(int temporary, const struct sockaddr_storage *l
 		*peer_len = sizeof(*peer);
 		conn = real_accept4(temporary, (struct sockaddr *)peer, peer_len,
 				    SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (conn < 0)
-			continue;
+		if (conn < 0) {
+			/* A connection gone before accept(), or a signal: wait on.
+			 * Anything else (EMFILE, ENOBUFS) would fail again at once,
+			 * with the listener still readable: give up with it. */
+			if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN ||
+			    errno == EWOULDBLOCK)
+				continue;
+			return -1;
+		}
 		if (same_endpoint(peer, local)) {
 			/* handoff_accept() sets the accepter's blocking mode. */
 			return conn;

@@ -29,6 +29,24 @@ def open_fds():
 	return sorted(int(n) for n in os.listdir("/proc/self/fd"))
 
 
+def wait_blocked_in_accept(thread, listener):
+	"""Wait until the acceptor thread sleeps in the call that waits for
+	its next connection (accept(), or the receiver's recvmsg() under the
+	preload: a system call whose first argument is the listener). Before
+	that it may still hold the descriptor of the connection it just served,
+	or handoff_accept()'s two probes for free descriptors, which a listing
+	of /proc/self/fd would count."""
+	path = f"/proc/self/task/{thread.native_id}/syscall"
+	deadline = time.monotonic() + TIMEOUT
+	while time.monotonic() < deadline:
+		fields = open(path).read().split()
+		if len(fields) > 1 and fields[0] not in ("running", "-1") and \
+		   int(fields[1], 16) == listener.fileno():
+			return
+		time.sleep(0.01)
+	raise SystemExit(f"the acceptor thread never went back to accept(): {fields}")
+
+
 def family_of(address):
 	return socket.AF_INET6 if ":" in address else socket.AF_INET
 
@@ -123,6 +141,8 @@ def main(argv):
 	while True:
 		wake.wait()
 		wake.clear()
+		# The acceptor may still be closing the daemon's last request.
+		wait_blocked_in_accept(thread, listener)
 		before = open_fds()
 		client, how = connect_to_self(args)
 		client.sendall(b"wake")
@@ -143,13 +163,10 @@ def main(argv):
 		conn.close()
 		client.close()
 		report["fds_before"] = before
-		# The acceptor thread, back in accept(), briefly holds spare
-		# descriptors (see handoff_accept()); a leak stays.
-		for _ in range(50):
-			report["fds_after"] = open_fds()
-			if report["fds_after"] == before:
-				break
-			time.sleep(0.1)
+		# Compared in the same state: the acceptor waiting again, nothing
+		# else of ours open. A descriptor more is a leak.
+		wait_blocked_in_accept(thread, listener)
+		report["fds_after"] = open_fds()
 		report["fd_targets"] = {fd: os.readlink(f"/proc/self/fd/{fd}")
 					for fd in report["fds_after"] if os.path.exists(f"/proc/self/fd/{fd}")}
 		emit("woken", **report)
