@@ -21,12 +21,19 @@ STORE_PASSWORD = "changeit"
 START_TIMEOUT = 120.0	# a JVM start on a busy machine
 STOP_TIMEOUT = 60.0
 UNCLEAN = "did not stop cleanly"
+# Tomcat waits 100 ms + 2 x socket.unlockTimeout for an acceptor that was not
+# woken (0.6 s by default). Raised, a stop without the wake-up takes more
+# than 10 s, many times a whole stop of the same Tomcat, while a stop whose
+# acceptor is woken does not wait at all: the comparison below then holds or
+# fails by a wide margin, whatever the machine's load does to the rest.
+UNLOCK_TIMEOUT_MS = 5000
+STOP_RATIO = 4
 
 SERVER_XML = """<?xml version="1.0" encoding="UTF-8"?>
 <Server port="-1" shutdown="SHUTDOWN">
   <Service name="Catalina">
     <Connector port="{port}" protocol="org.apache.coyote.http11.Http11NioProtocol"
-               SSLEnabled="true" maxThreads="8">
+               SSLEnabled="true" maxThreads="8" socket.unlockTimeout="{unlock_ms}">
       <SSLHostConfig>
         <Certificate certificateKeystoreFile="${{catalina.base}}/conf/keystore.p12"
                      certificateKeystorePassword="{password}"
@@ -56,7 +63,8 @@ def make_catalina_base(base, port):
 	keytool = sh.require_program("keytool")
 	for sub in ("conf", "logs", "work", "temp", "webapps/ROOT"):
 		(base / sub).mkdir(parents=True)
-	(base / "conf/server.xml").write_text(SERVER_XML.format(port=port, password=STORE_PASSWORD))
+	server_xml = SERVER_XML.format(port=port, password=STORE_PASSWORD, unlock_ms=UNLOCK_TIMEOUT_MS)
+	(base / "conf/server.xml").write_text(server_xml)
 	(base / "conf/logging.properties").write_text(LOGGING)
 	(base / "conf/web.xml").write_bytes(open("/etc/tomcat10/web.xml", "rb").read())
 	(base / "webapps/ROOT/index.html").write_text("served by tomcat\n")
@@ -138,8 +146,9 @@ def run_and_stop(tomcat, port, cert):
 
 def test_tomcat_stops_cleanly_behind_handoff(hx):
 	"""Served through the daemon, then stopped: no unclean acceptor, the
-	same exit status, and within twice the time the same Tomcat takes to
-	stop on its own TCP listener (both measured here)."""
+	same exit status, and within a few times what the same Tomcat takes to
+	stop on its own TCP listener (both measured here; an acceptor that is
+	not woken costs Tomcat its unlock wait, far more)."""
 	sh.require_program("curl")
 	port = free_port()
 	cert = make_catalina_base(hx.dir / "tomcat", port)
@@ -158,13 +167,14 @@ def test_tomcat_stops_cleanly_behind_handoff(hx):
 	finally:
 		behind.kill()
 
+	assert behind_seconds <= STOP_RATIO * alone_seconds, \
+		(f"stop took {behind_seconds:.3f}s behind handoff, {alone_seconds:.3f}s alone; "
+		 f"acceptor woken: {UNCLEAN not in behind.log()}")
 	for label, tomcat in (("alone", alone), ("behind handoff", behind)):
 		log = tomcat.log()
 		assert "Destroying ProtocolHandler" in log, f"{label}:\n{log}"
 		assert UNCLEAN not in log, f"{label}:\n{log}"
 		assert "handoff-preload:" not in log, f"{label}:\n{log}"
 	assert behind.proc.returncode == alone.proc.returncode
-	assert behind_seconds <= 2 * alone_seconds, \
-		f"stop took {behind_seconds:.3f}s behind handoff, {alone_seconds:.3f}s alone"
 	findings = sanitizer_findings(behind.log())
 	assert not findings, "\n".join(findings)
