@@ -1,5 +1,5 @@
 # self_connect_probe.py - an unmodified Python server that wakes its own blocked accept() by connecting to its listening address, as Tomcat's acceptor does; run under libhandoff-preload.so by test_preload_connect.py.
-"""Usage: self_connect_probe.py --port P --bind ADDR --target ADDR [--nonblocking]
+"""Usage: self_connect_probe.py --port P --bind ADDR --target ADDR [--nonblocking] [--reset] [--reexec]
 
 One thread blocks in accept() on a listener bound to (ADDR, P), serving
 each connection it gets (a request through the daemon gets a JSON reply).
@@ -120,14 +120,27 @@ def main(argv):
 	parser.add_argument("--nonblocking", action="store_true")
 	parser.add_argument("--reset", action="store_true",
 			    help="connect and close with a reset before accept() runs")
+	parser.add_argument("--reexec", action="store_true",
+			    help="exec() this program again, the listener kept, and wake that one")
+	parser.add_argument("--inherited-fd", type=int, help=argparse.SUPPRESS)
 	args = parser.parse_args(argv)
 
-	listener = socket.socket(family_of(args.bind), socket.SOCK_STREAM)
-	listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-	if listener.family == socket.AF_INET6:
-		listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-	listener.bind((args.bind, args.port))
-	listener.listen(16)
+	if args.inherited_fd is not None:
+		listener = socket.socket(fileno=args.inherited_fd)
+	else:
+		listener = socket.socket(family_of(args.bind), socket.SOCK_STREAM)
+		listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+		if listener.family == socket.AF_INET6:
+			listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+		listener.bind((args.bind, args.port))
+		listener.listen(16)
+	if args.reexec and args.inherited_fd is None:
+		# The new image adopts the receiver it inherits; its connections to
+		# itself must reach it too.
+		listener.set_inheritable(True)
+		kept = [a for a in argv if a != "--reexec"]
+		os.execv(sys.executable, [sys.executable, __file__, *kept,
+					  "--inherited-fd", str(listener.fileno())])
 	accepted = queue.Queue()
 	wake = threading.Event()
 	signal.signal(signal.SIGUSR1, lambda *_: wake.set())

@@ -160,3 +160,37 @@ def test_connection_from_another_process_is_not_taken(hx, runs):
 	report = wake(run, pid, 1)
 	check_self_connection(report)
 
+
+
+def test_connection_never_goes_to_the_name_the_receiver_was_bound_under(hx, runs):
+	"""The receiver was bound as upstreams/.ID/ID.sock before .ID became ID;
+	anyone can create that name again in the sticky upstreams directory. A
+	socket put there gets neither the connection nor the token: the server
+	sends to ID/ID.sock and its own accept() returns the connection."""
+	port, run, pid = start_self_connecting(hx, runs, "127.0.0.1", "127.0.0.1")
+	names = names_files(hx.runtime_dir)
+	assert len(names) == 1, names
+	decoy_dir = names[0].parent.with_name("." + names[0].parent.name)
+	decoy_dir.mkdir()
+	with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as decoy:
+		decoy.bind(str(decoy_dir / names[0].with_suffix(".sock").name))
+		decoy.setblocking(False)
+		report = wake(run, pid, 1)
+		check_self_connection(report)
+		try:
+			stolen = decoy.recvmsg(256, socket.CMSG_SPACE(16))
+		except BlockingIOError:
+			stolen = None
+	for _, _, data in (stolen[1] if stolen else []):
+		os.close(struct.unpack("i", data[:4])[0])
+	assert stolen is None, stolen
+
+
+def test_connect_after_exec_reaches_the_inherited_listener(hx, runs):
+	"""A server that exec()s itself keeping its listener (nginx's binary
+	upgrade, gunicorn's USR2) adopts the receiver it inherits, which it did
+	not register: its connections to itself reach it all the same."""
+	port, run, pid = start_self_connecting(hx, runs, "127.0.0.1", "127.0.0.1", "--reexec")
+	assert json_body(http_get(port, NAME))["pid"] == pid
+	check_self_connection(wake(run, pid, 1))
+	assert json_body(http_get(port, NAME))["pid"] == pid

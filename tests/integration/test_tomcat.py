@@ -89,6 +89,7 @@ class Tomcat:
 		env = dict(os.environ, CATALINA_HOME=CATALINA_HOME, CATALINA_BASE=str(base),
 			   CATALINA_TMPDIR=str(base / "temp"))
 		argv = [CATALINA, "run"]
+		self.behind_handoff = runtime_dir is not None
 		if runtime_dir is not None:
 			argv = [str(HANDOFF), "run", "--name", NAME, "--port", str(port),
 				"--runtime-dir", str(runtime_dir), "--"] + argv
@@ -108,21 +109,46 @@ class Tomcat:
 			pytest.fail(f"tomcat did not start (exit {self.proc.poll()}):\n{self.log()}",
 				    pytrace=False)
 
+	def jvm_pid(self):
+		"""The JVM's pid: catalina.sh exec()s it, so it is our child alone
+		and the child of `handoff run` behind handoff."""
+		if self.behind_handoff:
+			children = read_text(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").split()
+			assert len(children) == 1, f"handoff run has children {children}"
+			return int(children[0])
+		return self.proc.pid
+
 	def stop(self):
-		"""SIGTERM, as a service manager stops it; seconds until it exited."""
+		"""SIGTERM, as a service manager stops it; seconds until the JVM
+		exited. Timed to the JVM's own exit, not to `handoff run`'s, whose
+		exit (a sanitizer build's leak check) is no part of Tomcat's stop."""
+		jvm = self.jvm_pid()
 		start = time.monotonic()
 		self.proc.send_signal(signal.SIGTERM)
+		if not wait_for(lambda: process_gone(jvm), STOP_TIMEOUT, interval=0.005):
+			self.kill()
+			pytest.fail(f"tomcat ignored SIGTERM:\n{self.log()}", pytrace=False)
+		seconds = time.monotonic() - start
 		try:
 			self.proc.wait(STOP_TIMEOUT)
 		except subprocess.TimeoutExpired:
 			self.kill()
-			pytest.fail(f"tomcat ignored SIGTERM:\n{self.log()}", pytrace=False)
-		return time.monotonic() - start
+			pytest.fail(f"handoff run outlived tomcat:\n{self.log()}", pytrace=False)
+		return seconds
 
 	def kill(self):
 		if self.proc.poll() is None:
 			sh.kill_group(self.proc.pid)
 			self.proc.wait(STOP_TIMEOUT)
+
+
+def process_gone(pid):
+	"""Has pid exited (gone, or a zombie its parent has not reaped yet)?"""
+	try:
+		with open(f"/proc/{pid}/stat") as f:
+			return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+	except FileNotFoundError:
+		return True
 
 
 def fetch(port, cert):
