@@ -1,4 +1,4 @@
-# test_tomcat.py - Debian's Tomcat 10 (NIO, HTTPS) under `handoff run` serves through the daemon and stops as cleanly and as fast as without it.
+# test_tomcat.py - Debian's Tomcat 10 (NIO, HTTPS) under `handoff run` serves through the daemon and stops cleanly, its acceptor woken as on TCP.
 """Tomcat's NIO acceptor blocks in accept(); to stop it, Tomcat connects to
 its own listening address. Under handoff that address is the daemon's (here
 the daemon listens on the very port Tomcat binds, as in a deployment), so
