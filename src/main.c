@@ -1,5 +1,6 @@
-/* main.c - the handoff command line: serve, check, version. */
+/* main.c - the handoff command line: serve, check, reload, upgrade, run, version. */
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +12,16 @@
 #include "admin.h"
 #include "config.h"
 #include "conn.h"
+#include "control.h"
+#include "generation.h"
+#include "handover.h"
 #include "listener.h"
 #include "iplimit.h"
 #include "log.h"
 #include "net.h"
 #include "privileges.h"
 #include "relay.h"
+#include "reload.h"
 #include "route.h"
 #include "run.h"
 #include "server.h"
@@ -38,6 +43,8 @@ static bool announced_ready;
 static const char usage_text[] =
 	"usage: handoff serve [-c FILE]    run the daemon (built-in demo configuration without -c)\n"
 	"       handoff check -c FILE      validate a configuration file and exit\n"
+	"       handoff reload [-c FILE]   make the running daemon re-read its configuration\n"
+	"       handoff upgrade [-c FILE]  replace the running daemon by its binary, started again\n"
 	"       handoff run --name NAME --port PORT -- PROGRAM [ARGS...]\n"
 	"                                  run a TCP server as an upstream (see 'handoff run --help')\n"
 	"       handoff status [-c FILE | --admin ADDRESS]\n"
@@ -106,18 +113,36 @@ cmd_check(int argc, char **argv)
 	return 0;
 }
 
+/* Set when the old daemon gave up an upgrade before this one was ready:
+ * this one stops, leaving it the runtime directory's files. */
+static bool upgrade_abandoned;
+
 /* Ready means the listeners accept and every upstream that registered
- * before the start has its answer: the first scan is done. */
+ * before the start has its answer: the first scan is done. After an
+ * upgrade the old daemon is told only now, and stops accepting then;
+ * until then it serves, so no client meets an empty backlog. */
 static void
 announce_ready(void)
 {
-	char status[PATH_MAX + 64];
+	char status[PATH_MAX + 64], err[PATH_MAX + 128];
+	announced_ready = true;
+	if (handover_ready() < 0) {
+		log_warnx("the old daemon gave up the upgrade: not serving");
+		notify_close();		/* the old daemon is still the service */
+		upgrade_abandoned = true;
+		stop_requested = 1;
+		return;
+	}
+	listeners_start();
+	admin_took_over();
+	if (control_write_pid(err, sizeof(err)) < 0)
+		log_warnx("%s", err);
 	snprintf(status, sizeof(status), "serving %zu listener(s), %s", server.cfg.n_listeners,
 		 server.cfg.runtime_dir);
-	listeners_start();
 	log_info("ready: %zu listener(s), runtime directory %s", server.cfg.n_listeners, server.cfg.runtime_dir);
+	/* With MAINPID: after an upgrade this process becomes the service's
+	 * main process (the unit needs NotifyAccess=all for that). */
 	notify_ready(status);
-	announced_ready = true;
 }
 
 static void
@@ -127,8 +152,12 @@ after_batch(void *arg)
 	conns_reap();
 	upstreams_reap();
 	relays_reap();
+	gens_reap();
 	if (!announced_ready && upstreams_scanned())
 		announce_ready();
+	/* After an upgrade: gone once its last connection has ended. */
+	if (upgrade_drained())
+		stop_requested = 1;
 }
 
 /* One line of counters: what happened to the connections since start. */
@@ -157,17 +186,27 @@ on_signal(struct loop_io *io, uint32_t revents)
 	struct signalfd_siginfo si;
 	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
 		switch (si.ssi_signo) {
-		case SIGHUP:
+		case SIGHUP: {
+			/* RELOADING=1 first, READY=1 after, as a Type=notify-reload
+			 * service manager expects, whether or not it succeeded:
+			 * the daemon serves either way. */
+			char msg[1024];
 			notify_reloading();
-			if (accesslog_reopen() < 0)
-				log_warn("cannot reopen access log %s", server.cfg.access_log);
-			else
-				log_info("access log reopened");
-			notify_ready("access log reopened");
+			int reloaded = daemon_reload(msg, sizeof(msg));	/* logs either way */
+			notify_ready(reloaded == 0 ? "reloaded" : "reload failed, configuration unchanged");
 			break;
+		}
 		case SIGUSR1:
 			log_stats();
+			if (accesslog_reopen() < 0)
+				log_warn("cannot reopen access log %s", server.cfg.access_log);
 			break;
+		case SIGUSR2: {
+			char err[1024];
+			if (upgrade_start(err, sizeof(err)) < 0)
+				log_warnx("upgrade not started: %s", err);
+			break;
+		}
 		default:
 			log_info("signal %u: stopping", si.ssi_signo);
 			stop_requested = 1;
@@ -176,19 +215,28 @@ on_signal(struct loop_io *io, uint32_t revents)
 	}
 }
 
+/* Say why the daemon cannot start (to an old daemon waiting for it too). */
+static int
+serve_failed(const char *why)
+{
+	fprintf(stderr, "%s\n", why);
+	handover_failed(why);
+	return 1;
+}
+
 static int
 cmd_serve(int argc, char **argv)
 {
 	const char *path;
-	char err[1024];
+	char err[1024 + 2 * PATH_MAX];
 	if (parse_config_option(argc, argv, &path) < 0)
 		return 2;
-	if (load_config(path, &server.cfg) < 0)
-		return 1;
-	if (privileges_check(&server.cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s\n", err);
-		return 1;
-	}
+	if (handover_begin(err, sizeof(err)) < 0)
+		return serve_failed(err);
+	int loaded = path ? config_load_file(path, &server.cfg, err, sizeof(err))
+			  : config_load_string(config_builtin, "(built-in)", &server.cfg, err, sizeof(err));
+	if (loaded < 0 || privileges_check(&server.cfg, err, sizeof(err)) < 0)
+		return serve_failed(err);
 
 	signal(SIGPIPE, SIG_IGN);
 	sigset_t mask;
@@ -197,57 +245,73 @@ cmd_serve(int argc, char **argv)
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, SIGUSR1);
+	sigaddset(&mask, SIGUSR2);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 	struct loop_io signal_io = { .fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC), .cb = on_signal };
 
 	server.loop = loop_new();
-	if (server.loop == NULL || signal_io.fd < 0) {
-		fprintf(stderr, "handoff: cannot set up the event loop: %s\n", strerror(errno));
-		return 1;
+	server.gen = gen_new();
+	if (server.loop == NULL || signal_io.fd < 0 || server.gen == NULL) {
+		snprintf(err, sizeof(err), "handoff: cannot set up the event loop: %s", strerror(errno));
+		return serve_failed(err);
 	}
 	loop_io_add(server.loop, &signal_io, EPOLLIN);
 	loop_set_after_batch(server.loop, after_batch, NULL);
 	iplimit_configure(server.cfg.ipv6_prefix);
 	if (accesslog_open(server.cfg.access_log) < 0) {
-		fprintf(stderr, "%s: cannot open access log %s: %s\n", server.cfg.source,
-			server.cfg.access_log, strerror(errno));
-		return 1;
+		snprintf(err, sizeof(err), "%s: cannot open access log %s: %s", server.cfg.source,
+			 server.cfg.access_log, strerror(errno));
+		return serve_failed(err);
 	}
 	unsigned long nofile = net_raise_nofile();
 	relay_budget_init(nofile);
 	notify_init();
-	/* Start-up order (docs/architecture.md): sockets passed by the service
-	 * manager, then bind the rest, then the runtime directory and the
-	 * start of its scan, then give up root (while this is the only thread:
-	 * capabilities are per thread), then the admin thread. Ready once the
-	 * scan is done. */
-	if (stats_init(server.cfg.n_listeners) < 0 || listeners_prepare(err, sizeof(err)) < 0 ||
-	    activation_adopt_listeners(err, sizeof(err)) < 0 || listeners_open(err, sizeof(err)) < 0 ||
+	/* Start-up order (docs/architecture.md), the same for a plain start,
+	 * socket activation and an upgrade: sockets passed by the service
+	 * manager or the old daemon, then the runtime directory claimed (its
+	 * control socket: no second daemon there), then bind the rest, then
+	 * the start of the upstreams scan, then give up root (while this is
+	 * the only thread: capabilities are per thread), then the admin
+	 * thread. Ready, and accepting, once the scan is done
+	 * (announce_ready). */
+	if (listeners_create(err, sizeof(err)) < 0 ||
+	    activation_adopt_listeners(err, sizeof(err)) < 0 || handover_receive(err, sizeof(err)) < 0 ||
+	    control_open(err, sizeof(err)) < 0 || listeners_open(err, sizeof(err)) < 0 ||
 	    routes_init(err, sizeof(err)) < 0 || upstreams_init(err, sizeof(err)) < 0 ||
 	    privileges_drop(&server.cfg, err, sizeof(err)) < 0 ||
 	    admin_start(HANDOFF_VERSION, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s\n", err);
-		notify_status(err);
-		return 1;
+		admin_stop();
+		listeners_close();
+		control_close(handover_pending());
+		if (!handover_pending())	/* an upgrade's failure is the old daemon's to report */
+			notify_status(err);
+		return serve_failed(err);
 	}
 	log_info("up to %lu descriptors", nofile);
 
 	int rc = loop_run(server.loop, &stop_requested);
 	if (rc < 0)
 		log_warn("event loop failed");
-	notify_stopping();
+	/* After an upgrade the service goes on in the new daemon. */
+	if (!upgrade_handed_over() && !upgrade_abandoned)
+		notify_stopping();
 
 	/* Connections still peeking, waiting or relayed die with the daemon;
 	 * those already handed off belong to their upstreams and are not
 	 * touched. They go before the listeners, whose configuration their
-	 * access-log lines name. */
+	 * access-log lines name. After an upgrade the new daemon owns the
+	 * control socket, the pid file, the status files and the admin
+	 * endpoint's socket. */
+	bool handed_over = upgrade_handed_over() || upgrade_abandoned;
 	admin_stop();
 	conns_close_all();
 	listeners_close();
-	upstreams_close();
+	control_close(handed_over);
+	upstreams_close(handed_over);
 	routes_close();
 	relays_reap();
 	relay_pipes_close();
+	gens_free_all();
 	log_stats();
 	stats_free();
 	loop_io_del(server.loop, &signal_io);
@@ -268,12 +332,16 @@ main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
-	if (strcmp(cmd, "serve") == 0)
+	if (strcmp(cmd, "serve") == 0) {
+		handover_remember_argv(argv);	/* what an upgrade runs again */
 		return cmd_serve(argc - 2, argv + 2);
+	}
 	if (strcmp(cmd, "check") == 0)
 		return cmd_check(argc - 2, argv + 2);
 	if (strcmp(cmd, "status") == 0)
 		return cmd_status(argc - 2, argv + 2);
+	if (strcmp(cmd, "reload") == 0 || strcmp(cmd, "upgrade") == 0)
+		return control_client(cmd, argc - 2, argv + 2);
 	if (strcmp(cmd, "run") == 0)
 		return cmd_run(argc - 2, argv + 2);
 	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {

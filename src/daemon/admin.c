@@ -5,6 +5,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,9 @@
 static struct MHD_Daemon *mhd;
 static struct config_admin admin_cfg;	/* a copy: the admin thread never reads server.cfg */
 static int listen_fd = -1;		/* until libmicrohttpd owns it (and closes it on stop) */
+static int served_fd = -1;		/* the socket libmicrohttpd accepts on, for an upgrade */
+static int offered_fd = -1;		/* the old daemon's socket (upgrade), until adopted */
+static bool adopted_unix;		/* the offered Unix socket was adopted: its file is shared */
 static bool unix_bound;			/* our socket file exists: remove it on stop */
 static struct loop_io wake_io = { .fd = -1 };
 static char daemon_version[32];
@@ -269,6 +273,67 @@ on_mhd_log(void *cls, const char *fmt, va_list ap)
 	log_warnx("admin: %s", line);
 }
 
+void
+admin_offer(int fd)
+{
+	if (offered_fd >= 0)
+		close(offered_fd);
+	offered_fd = fd;
+}
+
+/* Whether fd listens on exactly the configured admin address. */
+static bool
+listens_on_admin_address(int fd)
+{
+	const struct config_admin *a = &admin_cfg;
+	struct sockaddr_storage local;
+	socklen_t len = sizeof(local);
+	int listening = 0;
+	socklen_t optlen = sizeof(listening);
+	if (getsockname(fd, (struct sockaddr *)&local, &len) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &optlen) < 0 || !listening)
+		return false;
+	if (a->is_unix) {
+		const struct sockaddr_un *sun = (const struct sockaddr_un *)&local;
+		return local.ss_family == AF_UNIX && len > offsetof(struct sockaddr_un, sun_path) &&
+		       strncmp(sun->sun_path, a->unix_path, sizeof(sun->sun_path)) == 0;
+	}
+	if (local.ss_family != a->addr.ss_family)
+		return false;
+	if (local.ss_family == AF_INET) {
+		const struct sockaddr_in *x = (const struct sockaddr_in *)&local;
+		const struct sockaddr_in *y = (const struct sockaddr_in *)&a->addr;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)&local;
+	const struct sockaddr_in6 *y = (const struct sockaddr_in6 *)&a->addr;
+	return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0;
+}
+
+/* The old daemon's socket if it fits the configuration, else -1 (closed). */
+static int
+adopt_offered(void)
+{
+	int fd = offered_fd;
+	offered_fd = -1;
+	if (fd < 0)
+		return -1;
+	if (!listens_on_admin_address(fd)) {
+		log_info("admin: the old daemon's admin socket is not on %s: closed", admin_cfg.text);
+		close(fd);
+		return -1;
+	}
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		log_warn("admin: cannot use the old daemon's admin socket: closed");
+		close(fd);
+		return -1;
+	}
+	adopted_unix = admin_cfg.is_unix;
+	log_info("admin endpoint on %s: adopted the socket from the old daemon", admin_cfg.text);
+	return fd;
+}
+
 /* Bind the admin address; -1 with a message in err. */
 static int
 open_admin_socket(char *err, size_t errlen)
@@ -315,8 +380,14 @@ fail:
 int
 admin_start(const char *version, char *err, size_t errlen)
 {
-	if (!server.cfg.admin.enabled)
+	if (!server.cfg.admin.enabled) {
+		if (offered_fd >= 0) {
+			log_info("admin: no admin line in the configuration: the old daemon's admin socket is closed");
+			close(offered_fd);
+			offered_fd = -1;
+		}
 		return 0;
+	}
 	admin_cfg = server.cfg.admin;
 	snprintf(daemon_version, sizeof(daemon_version), "%s", version);
 	struct timeval tv;
@@ -338,11 +409,13 @@ admin_start(const char *version, char *err, size_t errlen)
 		admin_stop();
 		return -1;
 	}
-	if ((listen_fd = open_admin_socket(err, errlen)) < 0) {
+	if ((listen_fd = adopt_offered()) < 0 && (listen_fd = open_admin_socket(err, errlen)) < 0) {
 		admin_stop();
 		return -1;
 	}
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+	served_fd = listen_fd;
+	/* MHD_USE_ITC: admin_release quiesces the daemon, which needs it. */
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG | MHD_USE_ITC;
 	mhd = MHD_start_daemon(flags, 0, on_accept, NULL, on_request, NULL,
 			       MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
 			       MHD_OPTION_LISTEN_SOCKET, (MHD_socket)listen_fd,
@@ -362,6 +435,49 @@ admin_start(const char *version, char *err, size_t errlen)
 	return 0;
 }
 
+int
+admin_socket(void)
+{
+	return mhd != NULL ? served_fd : -1;
+}
+
+void
+admin_release(void)
+{
+	if (mhd == NULL)
+		return;
+	/* libmicrohttpd stops accepting and gives the socket back; the new
+	 * daemon has its own descriptor of it, so closing ours unbinds
+	 * nothing, and what waits in the backlog is the new daemon's. */
+	MHD_socket fd = MHD_quiesce_daemon(mhd);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+	else
+		log_warnx("admin: cannot stop accepting admin connections; they go on until this daemon exits");
+	served_fd = -1;
+	unix_bound = false;	/* the file is the new daemon's */
+}
+
+void
+admin_took_over(void)
+{
+	if (adopted_unix)
+		unix_bound = true;
+	adopted_unix = false;
+}
+
+bool
+admin_settings_differ(const struct config_admin *a, const struct config_admin *b)
+{
+	if (a->enabled != b->enabled || strcmp(a->text, b->text) != 0 || a->n_allow != b->n_allow)
+		return true;
+	for (size_t i = 0; i < a->n_allow; i++)
+		if (a->allow[i].family != b->allow[i].family || a->allow[i].prefix != b->allow[i].prefix ||
+		    memcmp(a->allow[i].addr, b->allow[i].addr, sizeof(a->allow[i].addr)) != 0)
+			return true;
+	return false;
+}
+
 void
 admin_stop(void)
 {
@@ -376,6 +492,11 @@ admin_stop(void)
 	if (listen_fd >= 0) {
 		close(listen_fd);
 		listen_fd = -1;
+	}
+	served_fd = -1;
+	if (offered_fd >= 0) {
+		close(offered_fd);
+		offered_fd = -1;
 	}
 	if (unix_bound) {
 		unlink(admin_cfg.unix_path);

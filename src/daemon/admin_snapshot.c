@@ -6,6 +6,8 @@
 
 #include "admin_internal.h"
 #include "config.h"
+#include "generation.h"
+#include "listener.h"
 #include "registry.h"
 #include "relay.h"
 #include "route.h"
@@ -48,7 +50,14 @@ histogram(const struct stats_histogram *h)
 static const char *
 protocol_name(int proto)
 {
-	return proto == LISTENER_TLS ? "tls" : proto == LISTENER_HTTP ? "http" : NULL;
+	return proto == PROTO_TLS ? "tls" : proto == PROTO_HTTP ? "http" : proto == PROTO_SSH ? "ssh"
+		: proto == PROTO_SILENT ? "silent" : NULL;
+}
+
+static const char *
+listener_protocol_name(enum listener_proto proto)
+{
+	return proto == LISTENER_TLS ? "tls" : proto == LISTENER_HTTP ? "http" : proto == LISTENER_DETECT ? "detect" : NULL;
 }
 
 static const char *
@@ -61,14 +70,18 @@ static json_t *
 listeners_json(void)
 {
 	json_t *a = json_array();
-	for (size_t i = 0; i < server.cfg.n_listeners; i++) {
-		const struct config_listener *l = &server.cfg.listeners[i];
-		const struct listener_stats *st = stats_listener(i);
+	/* The current generation's listeners; a kept address's counters
+	 * continue across reloads (listener.h). */
+	for (size_t i = 0; server.gen != NULL && i < server.gen->n_listeners; i++) {
+		const struct config_listener *l = server.gen->listeners[i].cfg;
+		const struct listener_stats *st = server.gen->listeners[i].stats;
 		json_t *o = json_object();
 		SET(o, "address", json_string(l->text));
-		SET(o, "protocol", json_string(protocol_name(l->proto)));
+		SET(o, "protocol", json_string(listener_protocol_name(l->proto)));
 		SET(o, "line", json_integer(l->line));
 		SET(o, "default", l->default_name[0] ? json_string(l->default_name) : json_null());
+		if (l->proto == LISTENER_DETECT)
+			SET(o, "detect_timeout_ms", json_integer(l->detect_timeout_ms));
 		if (st != NULL) {
 			SET(o, "accepted", json_integer((json_int_t)st->accepted));
 			SET(o, "peeking", json_integer(st->peeking));
@@ -109,6 +122,7 @@ add_route(const struct route *r, void *arg)
 	uint64_t delivered = 0, failures = 0;
 	size_t healthy = 0;
 	SET(o, "name", json_string(r->key));
+	SET(o, "alpn", r->alpn[0] ? json_string(r->alpn) : json_null());
 	SET(o, "configured", json_boolean(r->cfg != NULL));
 	if (r->cfg != NULL) {
 		SET(o, "line", json_integer(r->cfg->line));
@@ -238,6 +252,7 @@ admin_snapshot_build(const char *version, uint64_t started_real_us, uint64_t sta
 	SET(daemon, "version", json_string(version));
 	SET(daemon, "pid", json_integer(getpid()));
 	SET(daemon, "config", json_string(server.cfg.source));
+	SET(daemon, "generation", json_integer(server.gen != NULL ? server.gen->number : 0));
 	SET(daemon, "runtime_dir", json_string(server.cfg.runtime_dir));
 	SET(daemon, "start_time", json_real((double)started_real_us / 1e6));
 	SET(daemon, "uptime_seconds", json_real((double)(now_ms - started_ms) / 1e3));

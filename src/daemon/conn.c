@@ -11,6 +11,7 @@
 
 #include "conn.h"
 #include "detect.h"
+#include "generation.h"
 #include "http_host.h"
 #include "iplimit.h"
 #include "listener.h"
@@ -28,6 +29,7 @@
 static TAILQ_HEAD(, conn) dead_conns = TAILQ_HEAD_INITIALIZER(dead_conns);
 /* Every connection not yet closed, so shutdown can release them all. */
 static TAILQ_HEAD(, conn) live_conns = TAILQ_HEAD_INITIALIZER(live_conns);
+static size_t n_live;
 
 /* Peeking never consumes, so the bytes stay in the kernel and one buffer
  * serves every connection: each readable event peeks the whole prefix
@@ -77,6 +79,8 @@ conns_reap(void)
 	struct conn *c;
 	while ((c = TAILQ_FIRST(&dead_conns)) != NULL) {
 		TAILQ_REMOVE(&dead_conns, c, all_link);
+		gen_release(c->gen);
+		gen_release(c->route_gen);
 		free(c);
 	}
 }
@@ -144,7 +148,26 @@ conn_destroy(struct conn *c, enum outcome outcome, const char *upstream_id, cons
 	stats_conn_ended(c, outcome, upstream_id, why);
 	log_access(c, outcome, upstream_id, why);
 	TAILQ_REMOVE(&live_conns, c, all_link);
+	n_live--;
 	TAILQ_INSERT_TAIL(&dead_conns, c, all_link);
+}
+
+size_t
+conns_live(void)
+{
+	return n_live;
+}
+
+void
+conn_enter_current_routes(struct conn *c)
+{
+	if (c->route_gen == server.gen)
+		return;
+	/* Released only after the batch (conns_reap frees generations even
+	 * later, in gens_reap), so a target of the old one stays valid for
+	 * whoever is still on the stack. */
+	gen_release(c->route_gen);
+	c->route_gen = gen_hold(server.gen);
 }
 
 void
@@ -545,6 +568,7 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 	c->deadline.cb = on_deadline;
 	c->silence.cb = on_silence;
 	c->listener = listener;
+	c->gen = gen_hold(listener->gen);
 	/* A detect listener learns the protocol from the first bytes. */
 	c->proto = listener->cfg->proto == LISTENER_DETECT ? 0 : (enum client_proto)listener->cfg->proto;
 	c->state = CONN_PEEKING;
@@ -557,6 +581,7 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 	c->accepted_us = loop_now_us();
 	c->accepted_real_us = net_realtime_us();
 	TAILQ_INSERT_TAIL(&live_conns, c, all_link);
+	n_live++;
 	server.accepted++;
 	server.n_peeking++;
 	stats_accepted(c);

@@ -17,6 +17,7 @@ struct listener;
 struct target;
 struct iplimit_entry;
 struct config_route;
+struct config_gen;
 
 #define CONN_MAX_TRIED 16	/* targets remembered as failed for one connection */
 
@@ -34,7 +35,9 @@ struct conn {
 	struct loop_timer silence;	/* detect listener: detect-timeout, for silent clients */
 	enum client_proto proto;	/* what the client speaks; 0 until a detect listener knows */
 	enum conn_state state;
-	struct listener *listener;
+	struct listener *listener;	/* of c->gen, which it keeps alive */
+	struct config_gen *gen;		/* held from accept to free: the rules the peek runs under */
+	struct config_gen *route_gen;	/* held from dispatch: the routes and targets it went to */
 	struct iplimit_entry *ip_slot;	/* held while peeking */
 	struct sockaddr_storage peer;
 	socklen_t peer_len;
@@ -85,5 +88,11 @@ void conns_close_all(void);
 
 /* Free connections closed during the last loop batch. */
 void conns_reap(void);
+
+/* Connections not yet closed (peeking, waiting, connecting or relayed). */
+size_t conns_live(void);
+
+/* Before routing: hold the current generation, whose routes c goes to. */
+void conn_enter_current_routes(struct conn *c);
 
 #endif

@@ -113,10 +113,22 @@ listener_metrics(FILE *out, const json_t *listeners)
 		  "Time from accept to the descriptor handed to a local upstream.");
 }
 
+/* A route is its name and, for an ALPN route, its id: the same name may
+ * have a route per ALPN id besides the plain one. */
+static void
+route_labels(FILE *out, const json_t *route)
+{
+	put_label(out, "route", str_of(route, "name"));
+	if (json_is_string(json_object_get(route, "alpn"))) {
+		fputc(',', out);
+		put_label(out, "alpn", str_of(route, "alpn"));
+	}
+}
+
 static void
 target_labels(FILE *out, const json_t *route, const json_t *t)
 {
-	put_label(out, "route", str_of(route, "name"));
+	route_labels(out, route);
 	fputc(',', out);
 	put_label(out, "target", str_of(t, "target"));
 	fputc(',', out);
@@ -148,14 +160,14 @@ route_metrics(FILE *out, const json_t *routes)
 	family(out, "handoff_route_targets", "gauge", "Targets of a route (its TCP targets and local upstreams).");
 	json_array_foreach(routes, i, r) {
 		fputs("handoff_route_targets{", out);
-		put_label(out, "route", str_of(r, "name"));
+		route_labels(out, r);
 		fprintf(out, "} %lld\n", int_of(r, "targets_total"));
 	}
 	family(out, "handoff_route_targets_healthy", "gauge",
 	       "Targets of a route not taken out by health checks; 0 means the route's clients are refused.");
 	json_array_foreach(routes, i, r) {
 		fputs("handoff_route_targets_healthy{", out);
-		put_label(out, "route", str_of(r, "name"));
+		route_labels(out, r);
 		fprintf(out, "} %lld\n", int_of(r, "targets_healthy"));
 	}
 	target_family(out, routes, "handoff_target_delivered_total", "counter",

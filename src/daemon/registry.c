@@ -57,6 +57,9 @@ static struct rescan rescan;
 /* Scans finished (or given up); the daemon is ready after the first. */
 static unsigned long scans_done;
 static struct loop_timer probe_timer;
+/* Set when an old daemon stops after an upgrade: the new one answers in
+ * the status files now, so they are left as they are. */
+static bool keep_status_files;
 
 static struct upstream *
 find_upstream(const char *id)
@@ -446,7 +449,8 @@ upstream_drop(struct upstream *up, const char *why, bool remove)
 	loop_io_del(server.loop, &up->io);
 	close(up->io.fd);
 	up->io.fd = -1;
-	remove_status(up->id);
+	if (!keep_status_files)
+		remove_status(up->id);
 	if (remove) {
 		uid_t ignored;
 		int dir_fd = open_registration_dir(up->id, up->in_dir, &ignored);
@@ -759,6 +763,9 @@ upstreams_init(char *err, size_t errlen)
 	}
 	probe_timer.cb = on_probe_timer;
 	loop_timer_arm(server.loop, &probe_timer, PROBE_INTERVAL_MS);
+	/* The first scan runs in turns of the loop; the listeners accept only
+	 * once it is done (upstreams_scanned), so that after a restart or an
+	 * upgrade no client of a registered name is refused meanwhile. */
 	start_rescan();
 	return 0;
 }
@@ -770,11 +777,36 @@ upstreams_scanned(void)
 }
 
 void
-upstreams_close(void)
+upstreams_apply_grants(void)
+{
+	/* Claims refused under the old grants are examined afresh. */
+	forget_all_refused();
+	struct upstream *up, *next;
+	for (up = TAILQ_FIRST(&upstreams); up != NULL; up = next) {
+		next = TAILQ_NEXT(up, link);
+		for (size_t i = 0; i < up->n_names; i++) {
+			if (config_may_claim(&server.cfg, up->names[i], up->uid))
+				continue;
+			char id[NAME_MAX + 1], name[256];
+			uid_t uid = up->uid;
+			snprintf(id, sizeof(id), "%s", up->id);
+			snprintf(name, sizeof(name), "%s", up->names[i]);
+			upstream_drop(up, "its grant was revoked by a reload", false);
+			refuse(id, uid, "uid %lu may not claim %s (no grant in the configuration)", (unsigned long)uid,
+			       name);
+			break;
+		}
+	}
+	start_rescan();
+}
+
+void
+upstreams_close(bool keep_status)
 {
 	struct upstream *up;
+	keep_status_files = keep_status;
 	while ((up = TAILQ_FIRST(&upstreams)) != NULL)
-		upstream_drop(up, "daemon stopping", false);
+		upstream_drop(up, keep_status ? "handed over to the new daemon" : "daemon stopping", false);
 	upstreams_reap();
 	loop_timer_cancel(server.loop, &probe_timer);
 	loop_timer_cancel(server.loop, &rescan.next);

@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include "conn.h"
+#include "generation.h"
 #include "hostname.h"
 #include "listener.h"
 #include "log.h"
@@ -16,8 +17,6 @@
 
 #define MAX_DISPATCH_ATTEMPTS 64	/* targets tried for one connection in one dispatch */
 
-static struct nametable *routes;	/* key -> struct route, for clients whatever their ALPN */
-
 /* Routes for clients offering one ALPN protocol: one name table per id.
  * Ids come from the configuration and from registrations; their number
  * is bounded so that a client's list costs a bounded number of lookups. */
@@ -27,47 +26,68 @@ struct alpn_table {
 	size_t len;
 	struct nametable *routes;
 };
-static struct alpn_table alpn_tables[MAX_ALPN_TABLES];
-static size_t n_alpn_tables;
+
+/* Every table routing uses, built together from one configuration so that
+ * a reload replaces them together: the plain table (key -> struct route,
+ * for clients whatever their ALPN; protocol routes too) and one per ALPN id. */
+struct route_set {
+	struct nametable *plain;
+	struct alpn_table alpn[MAX_ALPN_TABLES];
+	size_t n_alpn;
+};
+
+static struct route_set *routes;	/* the current generation's */
 
 static struct alpn_table *
-alpn_table_find(const uint8_t *id, size_t len)
+alpn_table_find(struct route_set *set, const uint8_t *id, size_t len)
 {
-	for (size_t i = 0; i < n_alpn_tables; i++)
-		if (alpn_tables[i].len == len && memcmp(alpn_tables[i].alpn, id, len) == 0)
-			return &alpn_tables[i];
+	for (size_t i = 0; i < set->n_alpn; i++)
+		if (set->alpn[i].len == len && memcmp(set->alpn[i].alpn, id, len) == 0)
+			return &set->alpn[i];
 	return NULL;
 }
 
-/* The name table for alpn ("" = the plain one), created if create is set;
- * NULL when out of memory or when MAX_ALPN_TABLES ids exist. */
+/* The name table of set for alpn ("" = the plain one), created if create
+ * is set; NULL when out of memory or when MAX_ALPN_TABLES ids exist. */
 static struct nametable *
-table_for(const char *alpn, bool create)
+table_for(struct route_set *set, const char *alpn, bool create)
 {
 	if (alpn == NULL || alpn[0] == '\0')
-		return routes;
+		return set->plain;
 	size_t len = strlen(alpn);
-	struct alpn_table *at = alpn_table_find((const uint8_t *)alpn, len);
+	struct alpn_table *at = alpn_table_find(set, (const uint8_t *)alpn, len);
 	if (at != NULL || !create)
 		return at != NULL ? at->routes : NULL;
-	if (n_alpn_tables == MAX_ALPN_TABLES || len > ALPN_ID_MAX)
+	if (set->n_alpn == MAX_ALPN_TABLES || len > ALPN_ID_MAX)
 		return NULL;
-	at = &alpn_tables[n_alpn_tables];
+	at = &set->alpn[set->n_alpn];
 	if ((at->routes = nametable_new()) == NULL)
 		return NULL;
 	memcpy(at->alpn, alpn, len + 1);
 	at->len = len;
-	n_alpn_tables++;
+	set->n_alpn++;
 	return at->routes;
 }
 
+/* Call fn with every route of set, the plain table first. */
+static void
+set_foreach(const struct route_set *set, void (*fn)(const char *key, void *value, void *arg), void *arg)
+{
+	nametable_foreach(set->plain, fn, arg);
+	for (size_t i = 0; i < set->n_alpn; i++)
+		nametable_foreach(set->alpn[i].routes, fn, arg);
+}
+
+static void set_free(struct route_set *set);
+
 static struct route *
-route_new(struct nametable *table, const char *key, const struct config_route *cfg)
+route_new(struct nametable *table, const char *key, const char *alpn, const struct config_route *cfg)
 {
 	struct route *r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;
 	snprintf(r->key, sizeof(r->key), "%s", key);
+	snprintf(r->alpn, sizeof(r->alpn), "%s", alpn ? alpn : "");
 	r->cfg = cfg;
 	if (nametable_set(table, key, r) < 0) {
 		free(r);
@@ -98,33 +118,91 @@ route_free(struct route *r)
 	free(r);
 }
 
-int
-routes_init(char *err, size_t errlen)
+/* The routes of cfg (name, ALPN and protocol routes) with their TCP
+ * targets, in a new set of tables. */
+static struct route_set *
+routes_build(const struct config *cfg)
 {
-	if ((routes = nametable_new()) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	for (size_t i = 0; i < server.cfg.n_routes; i++) {
-		const struct config_route *cr = &server.cfg.routes[i];
-		struct nametable *table = table_for(cr->alpn, true);
-		struct route *r = table != NULL ? route_new(table, cr->pattern, cr) : NULL;
-		if (r != NULL)
-			snprintf(r->alpn, sizeof(r->alpn), "%s", cr->alpn);
-		if (r == NULL) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
+	struct route_set *set = calloc(1, sizeof(*set));
+	if (set == NULL)
+		return NULL;
+	if ((set->plain = nametable_new()) == NULL)
+		goto fail;
+	for (size_t i = 0; i < cfg->n_routes; i++) {
+		const struct config_route *cr = &cfg->routes[i];
+		struct nametable *table = table_for(set, cr->alpn, true);
+		struct route *r = table != NULL ? route_new(table, cr->pattern, cr->alpn, cr) : NULL;
+		if (r == NULL)
+			goto fail;
 		for (size_t k = 0; k < cr->n_targets; k++) {
 			struct target *t = tcp_target_new(cr, &cr->targets[k]);
 			if (t == NULL || route_add_target(r, t) < 0) {
 				tcp_target_free(t);
-				snprintf(err, errlen, "out of memory");
-				return -1;
+				goto fail;
 			}
 		}
 	}
+	return set;
+fail:
+	set_free(set);
+	return NULL;
+}
+
+int
+routes_init(char *err, size_t errlen)
+{
+	if ((routes = routes_build(&server.cfg)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	return 0;
+}
+
+/* A route of the replaced set: its local upstreams join the new set under
+ * the same key and ALPN id (the claims they registered with), its TCP
+ * targets stay with the old generation for the connections still using
+ * them. */
+static void
+move_route(const char *key, void *value, void *arg)
+{
+	struct route *r = value;
+	struct config_gen *old = arg;
+	for (size_t i = 0; i < r->n; i++) {
+		struct target *t = r->targets[i];
+		if (!tcp_target_is(t)) {
+			if (route_attach(key, r->alpn, t) < 0)
+				log_warnx("out of memory: upstream %s no longer serves %s%s%s", t->label, key,
+					  r->alpn[0] ? " for ALPN " : "", r->alpn);
+		} else if (gen_keep_target(old, t) < 0) {
+			log_warnx("out of memory: dropping target %s early", t->label);
+			tcp_target_free(t);
+		}
+	}
+	route_free(r);
+}
+
+struct route_set *
+routes_prepare(const struct config *cfg)
+{
+	return routes_build(cfg);
+}
+
+void
+routes_commit(struct route_set *next, struct config_gen *old)
+{
+	struct route_set *was = routes;
+	routes = next;
+	set_foreach(was, move_route, old);
+	nametable_free(was->plain);
+	for (size_t i = 0; i < was->n_alpn; i++)
+		nametable_free(was->alpn[i].routes);
+	free(was);
+}
+
+void
+routes_discard(struct route_set *prepared)
+{
+	set_free(prepared);
 }
 
 static void
@@ -133,39 +211,43 @@ free_config_route(const char *key, void *value, void *arg)
 	(void)key;
 	(void)arg;
 	struct route *r = value;
-	/* Local upstreams were detached (and freed) by upstreams_close(). */
+	/* Local upstreams were detached (and freed) by upstreams_close(); a
+	 * set that was never used holds TCP targets only. */
 	for (size_t i = 0; i < r->n; i++)
 		tcp_target_free(r->targets[i]);
 	route_free(r);
 }
 
+static void
+set_free(struct route_set *set)
+{
+	if (set == NULL)
+		return;
+	if (set->plain != NULL) {
+		set_foreach(set, free_config_route, NULL);
+		nametable_free(set->plain);
+	}
+	for (size_t i = 0; i < set->n_alpn; i++)
+		nametable_free(set->alpn[i].routes);
+	free(set);
+}
+
 void
 routes_close(void)
 {
-	for (size_t i = 0; i < n_alpn_tables; i++) {
-		nametable_foreach(alpn_tables[i].routes, free_config_route, NULL);
-		nametable_free(alpn_tables[i].routes);
-	}
-	n_alpn_tables = 0;
-	if (routes == NULL)
-		return;
-	nametable_foreach(routes, free_config_route, NULL);
-	nametable_free(routes);
+	set_free(routes);
 	routes = NULL;
 }
 
 int
 route_attach(const char *key, const char *alpn, struct target *t)
 {
-	struct nametable *table = table_for(alpn, true);
+	struct nametable *table = table_for(routes, alpn, true);
 	if (table == NULL)
 		return -1;
 	struct route *r = nametable_get(table, key);
-	if (r == NULL) {
-		if ((r = route_new(table, key, NULL)) == NULL)
-			return -1;
-		snprintf(r->alpn, sizeof(r->alpn), "%s", alpn ? alpn : "");
-	}
+	if (r == NULL && (r = route_new(table, key, alpn, NULL)) == NULL)
+		return -1;
 	if (route_add_target(r, t) < 0) {
 		if (r->n == 0 && r->cfg == NULL) {
 			nametable_del(table, key);
@@ -179,7 +261,7 @@ route_attach(const char *key, const char *alpn, struct target *t)
 void
 route_detach(const char *key, const char *alpn, struct target *t)
 {
-	struct nametable *table = table_for(alpn, false);
+	struct nametable *table = routes != NULL ? table_for(routes, alpn, false) : NULL;
 	struct route *r = table != NULL ? nametable_get(table, key) : NULL;
 	if (r == NULL)
 		return;
@@ -199,7 +281,7 @@ route_detach(const char *key, const char *alpn, struct target *t)
 bool
 route_has_targets(const char *key)
 {
-	const struct route *r = routes != NULL ? nametable_get(routes, key) : NULL;
+	const struct route *r = routes != NULL ? nametable_get(routes->plain, key) : NULL;
 	return r != NULL && r->n > 0;
 }
 
@@ -221,9 +303,7 @@ routes_foreach(void (*fn)(const struct route *r, void *arg), void *arg)
 {
 	struct foreach_ctx ctx = { fn, arg };
 	if (routes != NULL)
-		nametable_foreach(routes, foreach_trampoline, &ctx);
-	for (size_t i = 0; i < n_alpn_tables; i++)
-		nametable_foreach(alpn_tables[i].routes, foreach_trampoline, &ctx);
+		set_foreach(routes, foreach_trampoline, &ctx);
 }
 
 void
@@ -280,17 +360,17 @@ name_is_owned(const char *name)
 static struct route *
 match_name(const char *name, const uint8_t *alpn, size_t alpn_len)
 {
-	for (size_t off = 0; n_alpn_tables > 0 && off < alpn_len;) {
+	for (size_t off = 0; routes->n_alpn > 0 && off < alpn_len;) {
 		size_t len = alpn[off];
 		if (len == 0 || off + 1 + len > alpn_len)
 			break;
-		const struct alpn_table *at = alpn_table_find(alpn + off + 1, len);
+		const struct alpn_table *at = alpn_table_find(routes, alpn + off + 1, len);
 		struct route *r = at != NULL ? nametable_match(at->routes, name, NULL) : NULL;
 		if (r != NULL && r->n > 0)
 			return r;
 		off += 1 + len;
 	}
-	struct route *r = nametable_match(routes, name, NULL);
+	struct route *r = nametable_match(routes->plain, name, NULL);
 	return r != NULL && r->n > 0 ? r : NULL;
 }
 
@@ -307,7 +387,7 @@ route_for(const struct conn *c, const char **why)
 {
 	struct route *r = NULL;
 	if (c->proto == PROTO_SSH || c->proto == PROTO_SILENT) {
-		r = nametable_get(routes, c->proto == PROTO_SSH ? PROTOCOL_KEY_SSH : PROTOCOL_KEY_SILENT);
+		r = nametable_get(routes->plain, c->proto == PROTO_SSH ? PROTOCOL_KEY_SSH : PROTOCOL_KEY_SILENT);
 		if (r != NULL && r->n > 0)
 			return r;
 		*why = c->proto == PROTO_SSH ? "no upstream or route for ssh" : "no upstream or route for silent clients";
@@ -419,6 +499,7 @@ pick_target(struct route *r, struct conn *c, struct target **queue_at)
 void
 route_dispatch(struct conn *c)
 {
+	conn_enter_current_routes(c);
 	for (int attempt = 0; attempt < MAX_DISPATCH_ATTEMPTS; attempt++) {
 		const char *why = NULL;
 		/* Looked up afresh each time: a failed delivery may have removed

@@ -67,6 +67,18 @@ void route_detach(const char *key, const char *alpn, struct target *t);
  * has a target now. */
 bool route_has_targets(const char *key);
 
+/* A reload. prepare: every table routing uses (names, names per ALPN id,
+ * protocol routes) built from cfg (DNS already resolved by the
+ * configuration), not yet used; NULL when out of memory. commit: use it;
+ * the local upstreams move over by key and ALPN id, the replaced TCP
+ * targets stay with old (the retiring generation) while connections use
+ * them. discard: free a prepared set that is not committed. */
+struct route_set;
+struct config_gen;
+struct route_set *routes_prepare(const struct config *cfg);
+void routes_commit(struct route_set *next, struct config_gen *old);
+void routes_discard(struct route_set *prepared);
+
 /* Route a connection whose name is known (or known to be absent): deliver
  * it to a target, queue it, or reject it. Called again after an
  * asynchronous failure; targets already tried by c are skipped. */

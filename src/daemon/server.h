@@ -22,8 +22,11 @@ enum outcome {
 
 const char *outcome_name(enum outcome outcome);
 
+struct config_gen;
+
 struct server {
-	struct config cfg;
+	struct config cfg;		/* the current configuration's settings */
+	struct config_gen *gen;		/* ... and its generation (generation.h) */
 	struct loop *loop;
 	unsigned n_peeking;		/* connections in the peek phase */
 	unsigned n_waiting;		/* connections queued at busy upstreams */

@@ -17,41 +17,44 @@ const uint64_t stats_bucket_us[STATS_BUCKETS] = {
 	100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 
-static struct listener_stats *per_listener;
-static size_t n_per_listener;
 static struct stats_recent recent[STATS_RECENT];
 static size_t recent_next, recent_count;
 
-int
-stats_init(size_t n_listeners)
+struct listener_stats *
+stats_listener_new(void)
 {
-	stats_free();
-	per_listener = calloc(n_listeners ? n_listeners : 1, sizeof(*per_listener));
-	if (per_listener == NULL)
-		return -1;
-	n_per_listener = n_listeners;
-	return 0;
+	struct listener_stats *st = calloc(1, sizeof(*st));
+	if (st != NULL)
+		st->refs = 1;
+	return st;
+}
+
+struct listener_stats *
+stats_listener_hold(struct listener_stats *st)
+{
+	if (st != NULL)
+		st->refs++;
+	return st;
+}
+
+void
+stats_listener_release(struct listener_stats *st)
+{
+	if (st != NULL && --st->refs == 0)
+		free(st);
 }
 
 void
 stats_free(void)
 {
-	free(per_listener);
-	per_listener = NULL;
-	n_per_listener = 0;
 	recent_next = recent_count = 0;
 }
 
-/* The listener's row, or NULL if its configuration is not the one counted
- * (stats_init not called, or a listener of another configuration). */
+/* The counters of c's listener (NULL only if they could not be allocated). */
 static struct listener_stats *
 row_of(const struct conn *c)
 {
-	const struct config_listener *base = server.cfg.listeners;
-	if (per_listener == NULL || c->listener == NULL || base == NULL || c->listener->cfg < base ||
-	    c->listener->cfg >= base + n_per_listener)
-		return NULL;
-	return &per_listener[c->listener->cfg - base];
+	return c->listener != NULL ? c->listener->stats : NULL;
 }
 
 static void
@@ -105,7 +108,8 @@ stats_conn_ended(const struct conn *c, enum outcome outcome, const char *upstrea
 	if (c->listener != NULL && c->listener->cfg != NULL) {
 		snprintf(r->listener, sizeof(r->listener), "%s", c->listener->cfg->text);
 		snprintf(r->protocol, sizeof(r->protocol), "%s",
-			 c->listener->cfg->proto == LISTENER_TLS ? "tls" : "http");
+			 c->proto == PROTO_TLS ? "tls" : c->proto == PROTO_HTTP ? "http" : c->proto == PROTO_SSH ? "ssh"
+			 : c->proto == PROTO_SILENT ? "silent" : "-");
 	}
 	snprintf(r->name, sizeof(r->name), "%s", c->has_name && c->peek.name[0] ? c->peek.name : "");
 	snprintf(r->upstream, sizeof(r->upstream), "%s", upstream_id ? upstream_id : "");
@@ -116,12 +120,6 @@ stats_conn_ended(const struct conn *c, enum outcome outcome, const char *upstrea
 	recent_next = (recent_next + 1) % STATS_RECENT;
 	if (recent_count < STATS_RECENT)
 		recent_count++;
-}
-
-const struct listener_stats *
-stats_listener(size_t i)
-{
-	return i < n_per_listener ? &per_listener[i] : NULL;
 }
 
 size_t

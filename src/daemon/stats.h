@@ -20,7 +20,13 @@ struct stats_histogram {
 	uint64_t count;
 };
 
+/* One listening address's counters. Owned by the listeners that count
+ * into it: a reload that keeps the address gives the new generation's
+ * listener the same object, so its counters continue; the connections
+ * still held by a retired generation keep counting into it; it is freed
+ * with the last listener (of any generation) that refers to it. */
 struct listener_stats {
+	unsigned refs;
 	uint64_t accepted;
 	unsigned peeking;			/* in the peek phase now */
 	uint64_t outcomes[OUTCOME_COUNT];
@@ -44,17 +50,19 @@ struct stats_recent {
 	char why[128];
 };
 
-/* Size the per-listener table; 0 or -1 (out of memory). */
-int stats_init(size_t n_listeners);
+/* A listener's new, zeroed counters (refs 1), NULL when out of memory;
+ * hold adds a listener, release drops one (NULL is fine). */
+struct listener_stats *stats_listener_new(void);
+struct listener_stats *stats_listener_hold(struct listener_stats *st);
+void stats_listener_release(struct listener_stats *st);
+
+/* Forget the recent connections (at shutdown). */
 void stats_free(void);
 
 /* The hooks conn.c calls. */
 void stats_accepted(const struct conn *c);
 void stats_peek_ended(const struct conn *c);
 void stats_conn_ended(const struct conn *c, enum outcome outcome, const char *upstream_id, const char *why);
-
-/* Listener i's counters (NULL past the end). */
-const struct listener_stats *stats_listener(size_t i);
 
 /* Recent connections, oldest first; returns how many were copied (<= max). */
 size_t stats_recent(struct stats_recent *out, size_t max);

@@ -83,7 +83,7 @@ activation_adopt_listeners(char *err, size_t errlen)
 		fd_name(names, i, name, sizeof(name));
 		snprintf(origin, sizeof(origin), "socket '%s' from systemd",
 			 name[0] != '\0' ? name : "unnamed");
-		if (listener_adopt(ACTIVATION_FD_START + (int)i, origin, err, errlen) < 0)
+		if (listener_adopt(ACTIVATION_FD_START + (int)i, origin, ADOPT_UNNAMED_FAILS, err, errlen) < 0)
 			break;
 		rc++;
 	}

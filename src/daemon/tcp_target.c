@@ -142,17 +142,32 @@ check_finish(struct tcp_target *tt, const char *failure)
 }
 
 void
-tcp_target_free(struct target *t)
+tcp_target_stop_checks(struct target *t)
 {
-	if (t == NULL)
+	if (t == NULL || t->ops != &tcp_target_ops)
 		return;
 	struct tcp_target *tt = container_of(t, struct tcp_target, target);
 	loop_timer_cancel(server.loop, &tt->check_timer);
 	if (tt->check_io.fd >= 0) {
 		loop_io_del(server.loop, &tt->check_io);
 		close(tt->check_io.fd);
+		tt->check_io.fd = -1;
 	}
-	free(tt);
+}
+
+bool
+tcp_target_is(const struct target *t)
+{
+	return t != NULL && t->ops == &tcp_target_ops;
+}
+
+void
+tcp_target_free(struct target *t)
+{
+	if (t == NULL)
+		return;
+	tcp_target_stop_checks(t);
+	free(container_of(t, struct tcp_target, target));
 }
 
 /* Start a non-blocking connect; -1 with errno if it failed at once. */

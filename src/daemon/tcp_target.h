@@ -2,6 +2,7 @@
 #ifndef HANDOFF_TCP_TARGET_H
 #define HANDOFF_TCP_TARGET_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -13,6 +14,12 @@ struct target;
  * route asks for one. NULL on allocation failure. */
 struct target *tcp_target_new(const struct config_route *route, const struct config_target *ct);
 void tcp_target_free(struct target *t);	/* NULL is fine */
+/* Stop its active health check: the target left the routes (a reload)
+ * and stays only for the connections still using it. */
+void tcp_target_stop_checks(struct target *t);
+
+/* True for a TCP target (not a local upstream). */
+bool tcp_target_is(const struct target *t);
 
 /* The connect of c failed (timeout): count it against the target and route
  * c to the next target. */

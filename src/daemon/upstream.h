@@ -14,7 +14,13 @@ int upstreams_init(char *err, size_t errlen);
 /* True once the first full scan of the upstreams directory is done: every
  * upstream registered before the daemon started has its answer. */
 bool upstreams_scanned(void);
-void upstreams_close(void);
+/* Drop every registration; keep_status leaves the ID.status files (an
+ * upgrade: the new daemon has registered the same upstreams). */
+void upstreams_close(bool keep_status);
+
+/* After a reload: drop registered upstreams whose grant is gone (their
+ * status says refused), and examine refused and new claims afresh. */
+void upstreams_apply_grants(void);
 
 /* Free upstreams dropped during the last loop batch. */
 void upstreams_reap(void);
