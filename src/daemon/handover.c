@@ -132,15 +132,15 @@ on_channel(struct loop_io *io, uint32_t revents)
 		/* Its copies of the sockets keep them open: closing ours only
 		 * stops this process from accepting. What waits in a backlog
 		 * is the new daemon's to accept. */
-		listeners_close();
-		control_close(true);
-		admin_release();	/* admin requests under way are still answered */
-		old_side.handed_over = true;
 		char done[256];
 		snprintf(done, sizeof(done), "new daemon pid %ld took over the listening sockets; old daemon pid %ld "
 			 "finishes its %zu connection%s and exits", pid, (long)getpid(), conns_live(),
 			 conns_live() == 1 ? "" : "s");
-		old_side_finish(true, done);
+		old_side_finish(true, done);	/* answers `handoff upgrade` before its socket goes */
+		listeners_close();
+		control_close(true);
+		admin_release();	/* admin requests under way are still answered */
+		old_side.handed_over = true;
 		return;
 	}
 	char why[HANDOVER_MSG_MAX + 64];

@@ -1,0 +1,398 @@
+# test_reload.py - configuration reload, binary upgrade and a killed daemon's restart, each under a load of new connections.
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+from harness import (HANDOFF, REQUEST_TIMEOUT, connect, free_port, http_get, https_get, read_response,
+		     read_text, request_bytes, tls_context, tls_failure, wait_for)
+from relay_helpers import Processes
+
+PATTERN_BLOCK = bytes((i * 7 + 13) & 0xFF for i in range(256))
+LOAD_SECONDS_MAX = 240		# every load loop ends by then, whatever happens
+
+
+class Load:
+	"""Client threads that open one new connection per request
+	("Connection: close") in a loop, TLS or plain HTTP, and record every
+	failure. Bounded in time; stop() joins them."""
+
+	def __init__(self, certs):
+		self.certs = certs
+		self.stop_event = threading.Event()
+		self.lock = threading.Lock()
+		self.ok = 0
+		self.failures = []
+		self.threads = []
+
+	def add(self, kind, port, name):
+		thread = threading.Thread(target=self._run, args=(kind, port, name), daemon=True)
+		self.threads.append(thread)
+		thread.start()
+
+	def _one(self, kind, port, name):
+		if kind == "tls":
+			response = https_get(self.certs, port, name)
+		else:
+			response = http_get(port, name)
+		if response.status != 200:
+			raise AssertionError(f"status {response.status}")
+
+	def _run(self, kind, port, name):
+		deadline = time.monotonic() + LOAD_SECONDS_MAX
+		while not self.stop_event.is_set() and time.monotonic() < deadline:
+			try:
+				self._one(kind, port, name)
+				with self.lock:
+					self.ok += 1
+			except Exception as e:	# every kind of failure counts
+				with self.lock:
+					self.failures.append(f"{kind} {name} on {port}: {type(e).__name__}: {e}")
+
+	def count(self):
+		with self.lock:
+			return self.ok
+
+	def wait_progress(self, more=20, timeout=60):
+		"""Wait until `more` further requests have succeeded."""
+		start = self.count()
+		assert wait_for(lambda: self.count() >= start + more, timeout), \
+			f"load made no progress: {self.count() - start} of {more}; failures {self.failures[:5]}"
+
+	def stop(self):
+		self.stop_event.set()
+		for thread in self.threads:
+			thread.join(REQUEST_TIMEOUT * 3)
+		return self.failures
+
+
+def reload_cmd(d, command="reload"):
+	return subprocess.run([str(HANDOFF), command, "-c", str(d.config_path)], capture_output=True, text=True,
+			      timeout=200)
+
+
+def status_of(hx, up):
+	files = list((hx.runtime_dir / "upstreams").glob(f"{up.pid}-*.status"))
+	return read_text(files[0]) if files else ""
+
+
+def config_text(hx, listeners, grants, routes=(), **settings):
+	text = hx.config(listeners, grants=grants, **settings)
+	return text + "".join(f"route {r}\n" for r in routes)
+
+
+class SlowDownload:
+	"""GET /bytes/N over one connection, read in a thread that pauses after
+	`pause_after` bytes until resume() is called; checks every byte."""
+
+	def __init__(self, sock, host_header, size, pause_after):
+		self.sock = sock
+		self.size = size
+		self.pause_after = pause_after
+		self.paused = threading.Event()
+		self.resume_event = threading.Event()
+		self.received = 0
+		self.error = None
+		sock.sendall(request_bytes(host_header, f"/bytes/{size}"))
+		self.thread = threading.Thread(target=self._run, daemon=True)
+		self.thread.start()
+
+	def _run(self):
+		try:
+			stream = self.sock.makefile("rb")
+			response = read_response_head(stream)
+			assert response == 200, f"status {response}"
+			offset = 0
+			while offset < self.size:
+				if offset >= self.pause_after and not self.paused.is_set():
+					self.paused.set()
+					assert self.resume_event.wait(120), "never resumed"
+				chunk = stream.read(min(65536, self.size - offset))
+				if not chunk:
+					raise ConnectionError(f"closed after {offset} of {self.size} bytes")
+				start = offset % 256
+				expected = (PATTERN_BLOCK * (len(chunk) // 256 + 2))[start:start + len(chunk)]
+				if chunk != expected:
+					raise AssertionError(f"wrong bytes at offset {offset}")
+				offset += len(chunk)
+				self.received = offset
+		except Exception as e:
+			self.error = f"{type(e).__name__}: {e}"
+			self.paused.set()
+		finally:
+			self.sock.close()
+
+	def resume(self):
+		self.resume_event.set()
+
+	def finish(self, timeout=120):
+		self.thread.join(timeout)
+		assert not self.thread.is_alive(), f"download stuck at {self.received} of {self.size}"
+		assert self.error is None, self.error
+		assert self.received == self.size
+
+
+def read_response_head(stream):
+	status_line = stream.readline(65536)
+	if not status_line:
+		raise ConnectionError("closed before a response")
+	while stream.readline(65536) not in (b"\r\n", b"\n", b""):
+		pass
+	return int(status_line.split()[1])
+
+
+def tls_download(certs, port, name, size, pause_after):
+	sock = connect(port, timeout=60)
+	tls = tls_context(certs).wrap_socket(sock, server_hostname=name)
+	return SlowDownload(tls, name, size, pause_after)
+
+
+def test_reload_under_load_drops_no_connection(hx, certs):
+	"""Five reloads (same file, a listener added, a grant revoked, a refused
+	claim granted, limits and a route changed) and two refused files while
+	TLS and HTTP clients open new connections: not one fails; a revoked
+	name stops at once, a newly granted one is served."""
+	procs = Processes(hx.dir)
+	load = Load(certs)
+	try:
+		target_port = free_port()
+		procs.target("http", target_port, "h")
+		tls_port, http_port, added_port = free_port(), free_port(), free_port()
+		listeners = [f"127.0.0.1:{tls_port} tls", f"127.0.0.1:{http_port} http"]
+		grants = ["a.example to self", "b.example to self"]
+		# A host name: resolved again at every reload.
+		routes = [f"h.example to tcp:localhost:{target_port}"]
+		d = hx.daemon(config_text(hx, listeners, grants, routes))
+		hx.upstream(["a.example"], "a", daemon=d)
+		up_b = hx.upstream(["b.example"], "b", daemon=d)
+		up_y = hx.upstream(["y.apps.example"], "y", daemon=d, expect="refused")
+		assert https_get(certs, tls_port, "b.example").status == 200
+
+		load.add("tls", tls_port, "a.example")
+		load.add("tls", tls_port, "a.example")
+		load.add("http", http_port, "h.example")
+		load.wait_progress()
+
+		# 1: the same file.
+		r = reload_cmd(d)
+		assert r.returncode == 0 and "reloaded (generation 2" in r.stdout, r
+		load.wait_progress()
+
+		# 2: a listener added; the others keep their sockets.
+		listeners.append(f"127.0.0.1:{added_port} http")
+		d.config_path.write_text(config_text(hx, listeners, grants, routes))
+		r = reload_cmd(d)
+		assert r.returncode == 0 and "1 added" in r.stdout, r
+		assert http_get(added_port, "h.example").status == 200
+		load.add("http", added_port, "h.example")
+		load.wait_progress()
+
+		# 3: b.example's grant revoked: its upstream stops receiving at once.
+		grants = ["a.example to self"]
+		d.config_path.write_text(config_text(hx, listeners, grants, routes))
+		r = reload_cmd(d)
+		assert r.returncode == 0, r
+		assert tls_failure(certs, tls_port, "b.example") is not None
+		assert status_of(hx, up_b).startswith("refused: "), status_of(hx, up_b)
+		load.wait_progress()
+
+		# 4: a claim refused before is granted now and registers.
+		grants.append("*.apps.example to self")
+		d.config_path.write_text(config_text(hx, listeners, grants, routes))
+		r = reload_cmd(d)
+		assert r.returncode == 0, r
+		d.wait_log(rf"registered upstream {up_y.pid}-", timeout=10)
+		assert https_get(certs, tls_port, "y.apps.example").status == 200
+		assert status_of(hx, up_y) == "registered\n" or status_of(hx, up_y).startswith("registered")
+		load.wait_progress()
+
+		# 5: limits, timeouts and the route's options.
+		routes = [f"h.example to tcp:localhost:{target_port} idle-timeout 1m connect-timeout 2s"]
+		d.config_path.write_text(config_text(hx, listeners, grants, routes, peek_timeout="5s",
+						     max_per_ip=200, max_pending=512))
+		r = reload_cmd(d)
+		assert r.returncode == 0 and "reloaded (generation 6" in r.stdout, r
+		load.wait_progress()
+
+		# A file with a syntax error: refused with its file and line.
+		good = d.config_path.read_text()
+		d.config_path.write_text(good + "listen 127.0.0.1:99999 tls\n")
+		r = reload_cmd(d)
+		bad_line = len(good.splitlines()) + 1
+		assert r.returncode == 1 and f"{d.config_path}:{bad_line}: listen: bad port" in r.stderr, r
+		# A file only the running daemon can find wrong (the port is taken):
+		# refused by the daemon, with file and line, nothing changed.
+		with socket.socket() as squatter:
+			squatter.bind(("127.0.0.1", 0))
+			squatter.listen()
+			taken = squatter.getsockname()[1]
+			d.config_path.write_text(good + f"listen 127.0.0.1:{taken} http\n")
+			r = reload_cmd(d)
+			assert r.returncode == 1 and f"{d.config_path}:{bad_line}: cannot listen on 127.0.0.1:{taken}" \
+				in r.stderr, r
+			# The same through SIGHUP: logged, nothing changed.
+			os.kill(d.pid, signal.SIGHUP)
+			d.wait_log(rf"reload failed, configuration unchanged: .*:{bad_line}: cannot listen", timeout=10)
+		load.wait_progress()
+		assert http_get(added_port, "h.example").status == 200
+		d.config_path.write_text(good)
+
+		failures = load.stop()
+		assert failures == [], f"{len(failures)} failed connections of {load.ok + len(failures)}: {failures[:10]}"
+		assert load.ok >= 100, load.ok
+		assert "generation 1 released" in d.log()
+	finally:
+		load.stop()
+		procs.close()
+
+
+def test_peeking_connection_keeps_its_generation(hx, certs):
+	"""A connection accepted before a reload that removes its listener, and
+	still in the peek phase, finishes under the rules it started with."""
+	procs = Processes(hx.dir)
+	try:
+		target_port = free_port()
+		procs.target("http", target_port, "h")
+		http_port, other_port = free_port(), free_port()
+		route = [f"h.example to tcp:127.0.0.1:{target_port}"]
+		d = hx.daemon(config_text(hx, [f"127.0.0.1:{http_port} http", f"127.0.0.1:{other_port} http"],
+					  ["* to self"], route))
+		early = connect(http_port)
+		early.sendall(b"GET / HTTP/1.1\r\n")	# half a request: still peeking
+		d.config_path.write_text(config_text(hx, [f"127.0.0.1:{other_port} http"], ["* to self"], route))
+		r = reload_cmd(d)
+		assert r.returncode == 0 and "1 removed" in r.stdout, r
+		# The listener is gone for new clients...
+		with socket.socket() as probe:
+			probe.settimeout(5)
+			assert probe.connect_ex(("127.0.0.1", http_port)) != 0
+		# ...and the early connection is still served.
+		early.sendall(b"Host: h.example\r\nConnection: close\r\n\r\n")
+		with early.makefile("rb") as stream:
+			response = read_response(stream)
+		early.close()
+		assert response.status == 200 and b"label=h" in response.body
+		d.wait_log(r"configuration generation 1 released", timeout=10)
+	finally:
+		procs.close()
+
+
+def test_upgrade_under_load_keeps_every_connection(hx, certs):
+	"""`handoff upgrade` under a load of new TLS and HTTP connections: zero
+	failures; a download handed off before and a relayed one both finish
+	intact; the old daemon exits once its relay is done; no upstream
+	registers again."""
+	procs = Processes(hx.dir)
+	load = Load(certs)
+	new_pid = None
+	try:
+		target_port = free_port()
+		procs.target("http", target_port, "h")
+		tls_port, http_port = free_port(), free_port()
+		d = hx.daemon(config_text(hx, [f"127.0.0.1:{tls_port} tls", f"127.0.0.1:{http_port} http"],
+					  ["* to self"], [f"h.example to tcp:127.0.0.1:{target_port}"]))
+		up_a = hx.upstream(["a.example"], "a", daemon=d)
+		size = 32 * 1024 * 1024
+		handed = tls_download(certs, tls_port, "a.example", size, pause_after=1024 * 1024)
+		relayed = SlowDownload(connect(http_port, timeout=60), "h.example", size, pause_after=1024 * 1024)
+		assert handed.paused.wait(60) and relayed.paused.wait(60)
+		assert handed.error is None and relayed.error is None, (handed.error, relayed.error)
+
+		load.add("tls", tls_port, "a.example")
+		load.add("tls", tls_port, "a.example")
+		load.add("http", http_port, "h.example")
+		load.wait_progress()
+
+		r = reload_cmd(d, "upgrade")
+		assert r.returncode == 0 and "took over the listening sockets" in r.stdout, (r, d.tail())
+		new_pid = int(r.stdout.split("new daemon pid ")[1].split()[0])
+		assert new_pid != d.pid
+		assert read_text(hx.runtime_dir / "handoff.pid").strip() == str(new_pid)
+		load.wait_progress(more=50)
+		# The old daemon still relays; it has stopped accepting.
+		assert d.proc.poll() is None
+
+		handed.resume()
+		relayed.resume()
+		handed.finish()
+		relayed.finish()
+		# Its last connection done, the old daemon exits by itself.
+		d.proc.wait(60)
+		assert d.proc.returncode == 0, d.tail()
+		load.wait_progress()
+
+		failures = load.stop()
+		assert failures == [], f"{len(failures)} failed connections of {load.ok + len(failures)}: {failures[:10]}"
+		# The new daemon found the upstream's files: one registration, no new one.
+		assert status_of(hx, up_a).startswith("registered")
+		assert d.log().count(f"registered upstream {up_a.pid}-") == 2	# once per daemon
+		assert https_get(certs, tls_port, "a.example").status == 200
+		# A reload reaches the new daemon now.
+		r = reload_cmd(d)
+		assert r.returncode == 0 and "reloaded" in r.stdout, r
+		assert f"handoff[{new_pid}]: " in d.log() and "upgrade: started" in d.log()
+	finally:
+		load.stop()
+		if new_pid is not None:
+			stop_pid(new_pid)
+		procs.close()
+
+
+def stop_pid(pid, timeout=20):
+	"""SIGTERM a daemon that is not our child and wait until it is gone."""
+	try:
+		os.kill(pid, signal.SIGTERM)
+	except ProcessLookupError:
+		return
+
+	def gone():
+		state = read_text(f"/proc/{pid}/stat")
+		return state == "" or state.split(") ")[1].startswith("Z")
+
+	if not wait_for(gone, timeout):
+		os.kill(pid, signal.SIGKILL)
+		raise AssertionError(f"daemon pid {pid} did not stop within {timeout}s of SIGTERM")
+
+
+def test_kill9_and_restart_lose_no_handed_off_connection(hx, certs):
+	"""SIGKILL the daemon during a download handed off to an upstream: the
+	download finishes intact; after a restart new connections work again,
+	without the upstream registering again."""
+	tls_port = free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{tls_port} tls"]))
+	up_a = hx.upstream(["a.example"], "a", daemon=d)
+	download = tls_download(certs, tls_port, "a.example", 32 * 1024 * 1024, pause_after=1024 * 1024)
+	assert download.paused.wait(60) and download.error is None, download.error
+	d.kill()
+	assert tls_failure(certs, tls_port, "a.example") is not None	# nobody listens now
+	download.resume()
+	download.finish()
+	d.start()	# replaces the dead daemon's control socket
+	assert "removing" in d.log() and "control.sock" in d.log()
+	assert https_get(certs, tls_port, "a.example").status == 200
+	assert status_of(hx, up_a).startswith("registered")
+	assert up_a.proc.poll() is None
+
+
+def test_second_daemon_on_one_runtime_directory_is_refused(hx):
+	"""Two daemons must not share a runtime directory: the second says who
+	serves it and exits 1."""
+	d = hx.daemon(hx.config([f"127.0.0.1:{free_port()} http"]))
+	other = hx.dir / "other.conf"
+	other.write_text(hx.config([f"127.0.0.1:{free_port()} http"]))
+	r = subprocess.run([str(HANDOFF), "serve", "-c", str(other)], capture_output=True, text=True, timeout=60)
+	assert r.returncode == 1
+	assert f"another handoff daemon (pid {d.pid}) serves the runtime directory" in r.stderr, r.stderr
+	# ...and left the running daemon's files alone.
+	assert read_text(hx.runtime_dir / "handoff.pid").strip() == str(d.pid)
+	assert reload_cmd(d).returncode == 0
+
+
+def test_reload_without_daemon_says_so(hx):
+	conf = hx.dir / "none.conf"
+	conf.write_text(hx.config([f"127.0.0.1:{free_port()} http"]))
+	r = subprocess.run([str(HANDOFF), "reload", "-c", str(conf)], capture_output=True, text=True, timeout=60)
+	assert r.returncode == 1 and "no daemon answers on" in r.stderr, r.stderr
