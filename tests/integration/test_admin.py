@@ -159,6 +159,8 @@ def test_only_allowed_clients_are_served(hx):
 		except ConnectionResetError:
 			answer = b""
 	assert answer == b""
+	# One daemon per runtime directory: the first goes before the second starts.
+	assert d.stop() == []
 
 	admin2 = f"127.0.0.1:{free_port()}"
 	start(hx, [f"admin {admin2}", "admin allow 127.0.0.2/32,127.0.0.1"])
