@@ -458,6 +458,15 @@ admin_release(void)
 	unix_bound = false;	/* the file is the new daemon's */
 }
 
+unsigned
+admin_open_connections(void)
+{
+	if (mhd == NULL)
+		return 0;
+	const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+	return info != NULL ? info->num_connections : 0;
+}
+
 void
 admin_took_over(void)
 {

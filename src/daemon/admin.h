@@ -28,6 +28,8 @@ void admin_stop(void);
  */
 int admin_socket(void);
 void admin_release(void);
+/* Admin connections open now (an old daemon stays until they are answered). */
+unsigned admin_open_connections(void);
 void admin_offer(int fd);
 void admin_took_over(void);
 

@@ -24,6 +24,7 @@
 #define HANDOVER_RECV_MS	30000	/* the new daemon waits this long for each message */
 #define HANDOVER_MAX_MESSAGES	(64 + 3)	/* listeners, the control and admin sockets, the end */
 #define HANDOVER_MSG_MAX	1280	/* "listener [ADDRESS]:PORT", or an error with its file and line */
+#define DRAIN_TICK_MS		100	/* handed over: how often to look for the end of admin requests */
 #define HANDOVER_FDS_MAX	4	/* room for more than the one expected, to close extras */
 
 static char **saved_argv;
@@ -32,6 +33,7 @@ static char **saved_argv;
 static struct {
 	struct loop_io io;		/* our end of the channel, while waiting for the answer */
 	struct loop_timer deadline;
+	struct loop_timer drain_tick;	/* handed over: wakes the loop to check the admin side */
 	bool running;
 	bool handed_over;
 } old_side = { .io = { .fd = -1 } };
@@ -54,7 +56,20 @@ upgrade_handed_over(void)
 bool
 upgrade_drained(void)
 {
-	return old_side.handed_over && conns_live() == 0;
+	/* Admin requests it accepted before handing over are answered too:
+	 * their connections close within the admin endpoint's idle timeout. */
+	if (!old_side.handed_over || conns_live() > 0 || admin_open_connections() > 0)
+		return false;
+	loop_timer_cancel(server.loop, &old_side.drain_tick);
+	return true;
+}
+
+/* While handed over: the admin thread's connections end without an event
+ * in this loop, so look again now and then (after_batch asks). */
+static void
+on_drain_tick(struct loop_timer *t)
+{
+	loop_timer_arm(server.loop, t, DRAIN_TICK_MS);
 }
 
 /* One message, with fd (or -1) attached. */
@@ -141,6 +156,8 @@ on_channel(struct loop_io *io, uint32_t revents)
 		control_close(true);
 		admin_release();	/* admin requests under way are still answered */
 		old_side.handed_over = true;
+		old_side.drain_tick.cb = on_drain_tick;
+		loop_timer_arm(server.loop, &old_side.drain_tick, DRAIN_TICK_MS);
 		return;
 	}
 	char why[HANDOVER_MSG_MAX + 64];

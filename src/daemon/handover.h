@@ -22,7 +22,7 @@ void handover_remember_argv(char **argv);
  */
 int upgrade_start(char *err, size_t errlen);
 bool upgrade_handed_over(void);
-/* True once handed over and the last connection has ended. */
+/* True once handed over and the last connection (admin ones too) has ended. */
 bool upgrade_drained(void);
 
 /*

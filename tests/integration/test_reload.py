@@ -7,9 +7,13 @@ import subprocess
 import threading
 import time
 
+import pytest
+
+from admin_helpers import admin_get, admin_state, listener, wait_state
 from harness import (HANDOFF, REQUEST_TIMEOUT, connect, free_port, http_get, https_get, read_response,
 		     read_text, request_bytes, tls_context, tls_failure, wait_for)
 from relay_helpers import Processes
+from test_detect import Backend, tls_hello_to
 
 PATTERN_BLOCK = bytes((i * 7 + 13) & 0xFF for i in range(256))
 LOAD_SECONDS_MAX = 240		# every load loop ends by then, whatever happens
@@ -396,3 +400,222 @@ def test_reload_without_daemon_says_so(hx):
 	conf.write_text(hx.config([f"127.0.0.1:{free_port()} http"]))
 	r = subprocess.run([str(HANDOFF), "reload", "-c", str(conf)], capture_output=True, text=True, timeout=60)
 	assert r.returncode == 1 and "no daemon answers on" in r.stderr, r.stderr
+
+
+class RawUpstream:
+	"""A registration made by hand, as libhandoff makes it: a datagram
+	socket and a names file (with alpn or protocol lines) in a private
+	directory. receive() takes one handed-off client socket."""
+
+	def __init__(self, hx, d, serial, names_text):
+		self.ident = f"{os.getpid()}-{serial:016x}"
+		self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+		updir = hx.runtime_dir / "upstreams"
+		tmp = updir / f".{self.ident}"
+		tmp.mkdir(mode=0o755)
+		self.sock.bind(str(tmp / f"{self.ident}.sock"))
+		(tmp / f"{self.ident}.names").write_text(names_text)
+		os.rename(tmp, updir / self.ident)
+		d.wait_log(rf"registered upstream {self.ident} ")
+
+	def receive(self):
+		"""True if one client socket arrives within REQUEST_TIMEOUT (closed here)."""
+		self.sock.settimeout(REQUEST_TIMEOUT)
+		_, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(4 * 4))
+		fds = [int.from_bytes(data[i:i + 4], "little") for level, kind, data in anc
+		       if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS for i in range(0, len(data), 4)]
+		for fd in fds:
+			os.close(fd)
+		return len(fds) == 1
+
+	def close(self):
+		self.sock.close()
+
+
+def in_thread(fn, *args):
+	thread = threading.Thread(target=fn, args=args, daemon=True)
+	thread.start()
+	return thread
+
+
+def ssh_like_client(port):
+	"""Send an SSH identification line and wait for the connection to end."""
+	with socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT) as s:
+		s.sendall(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
+		try:
+			while s.recv(4096):
+				pass
+		except OSError:
+			pass
+
+
+def routes_of(state):
+	return {(r["name"], r["alpn"]): r for r in state["routes"]}
+
+
+def test_reload_adds_alpn_and_protocol_routes_and_keeps_counters(hx):
+	"""A reload adds an ALPN route and a protocol route, turns a kept
+	listener into a detect listener and adds one: clients offering the ALPN
+	id and SSH and silent clients go where the new file says; upstreams
+	registered with an ALPN claim or the ssh protocol stay attached; the
+	admin API shows the new generation, routes and listener, and the
+	counters of kept listeners go on."""
+	plain, acme, banner = Backend(), Backend(), Backend(banner=b"220 banner.example ESMTP\r\n")
+	tls_port, switch_port, new_port, admin_port = free_port(), free_port(), free_port(), free_port()
+	admin = f"127.0.0.1:{admin_port}"
+	grants = ["* to self", "protocol ssh to self"]
+	before = config_text(hx, [f"127.0.0.1:{tls_port} tls", f"127.0.0.1:{switch_port} http"], grants,
+			     [f"a.example to tcp:127.0.0.1:{plain.port}"]) + f"admin {admin}\n"
+	d = hx.daemon(before)
+	acme_up = RawUpstream(hx, d, 0xa1, "alpn acme-tls/1\nb.example\n")
+	ssh_up = RawUpstream(hx, d, 0xa2, "protocol ssh\n")
+	try:
+		# Before: no ALPN route for a.example; b.example's acme-tls/1 clients
+		# go to its ALPN upstream; the http listener takes no SSH.
+		tls_hello_to(tls_port, "a.example", ["acme-tls/1"])
+		assert wait_for(lambda: len(plain.first_bytes) == 1, REQUEST_TIMEOUT)
+		client = in_thread(tls_hello_to, tls_port, "b.example", ["acme-tls/1"])
+		assert acme_up.receive()
+		client.join(REQUEST_TIMEOUT)
+		with socket.create_connection(("127.0.0.1", switch_port), timeout=REQUEST_TIMEOUT) as s:
+			s.sendall(b"SSH-2.0-OpenSSH_9.2p1\r\n\r\n")
+			assert s.recv(4096).startswith(b"HTTP/1.1 400")
+		state = wait_state(admin, lambda st: listener(st, f"127.0.0.1:{tls_port}")["accepted"] == 2 and
+				   listener(st, f"127.0.0.1:{switch_port}")["accepted"] == 1)
+		assert state["daemon"]["generation"] == 1
+		assert ("a.example", "acme-tls/1") not in routes_of(state)
+
+		d.config_path.write_text(
+			config_text(hx, [f"127.0.0.1:{tls_port} tls", f"127.0.0.1:{switch_port} detect detect-timeout 1s",
+					 f"127.0.0.1:{new_port} http"], grants,
+				    [f"a.example alpn acme-tls/1 to tcp:127.0.0.1:{acme.port}",
+				     f"a.example to tcp:127.0.0.1:{plain.port}",
+				     f"protocol silent to tcp:127.0.0.1:{banner.port}"]) + f"admin {admin}\n")
+		r = reload_cmd(d)
+		assert r.returncode == 0 and "reloaded (generation 2: 3 listeners, 1 added, 0 removed" in r.stdout, \
+			(r, d.tail())
+
+		# The new ALPN route takes a.example's acme-tls/1 clients; the others
+		# still go to the name's route.
+		tls_hello_to(tls_port, "a.example", ["h2", "acme-tls/1"])
+		assert wait_for(lambda: len(acme.first_bytes) == 1, REQUEST_TIMEOUT)
+		assert acme.first_bytes[0][:1] == b"\x16"
+		tls_hello_to(tls_port, "a.example", ["http/1.1"])
+		assert wait_for(lambda: len(plain.first_bytes) == 2, REQUEST_TIMEOUT)
+		# The ALPN upstream moved over to the new routes.
+		client = in_thread(tls_hello_to, tls_port, "b.example", ["acme-tls/1"])
+		assert acme_up.receive()
+		client.join(REQUEST_TIMEOUT)
+		# The kept port detects now: an SSH client goes to the ssh upstream,
+		# a silent one to the new protocol route after its detect-timeout.
+		client = in_thread(ssh_like_client, switch_port)
+		assert ssh_up.receive()
+		client.join(REQUEST_TIMEOUT)
+		with socket.create_connection(("127.0.0.1", switch_port), timeout=REQUEST_TIMEOUT) as s:
+			assert s.recv(100) == b"220 banner.example ESMTP\r\n"
+			s.sendall(b"EHLO x\r\n")
+			assert s.recv(100) == b"echo EHLO x\r\n"
+		d.wait_access(lambda rec: rec.get("proto") == "silent" and rec.get("outcome") == "relayed")
+		d.wait_access(lambda rec: rec.get("proto") == "ssh" and rec.get("upstream") == ssh_up.ident and
+			      rec.get("outcome") == "handoff")
+
+		# The admin API: the new generation, its routes and listener; the
+		# kept listeners' counters continued (2 + 3 and 1 + 2).
+		state = wait_state(admin, lambda st: listener(st, f"127.0.0.1:{tls_port}")["accepted"] == 5 and
+				   listener(st, f"127.0.0.1:{switch_port}")["accepted"] == 3)
+		assert state["daemon"]["generation"] == 2
+		tls_l, switch_l = listener(state, f"127.0.0.1:{tls_port}"), listener(state, f"127.0.0.1:{switch_port}")
+		assert tls_l["outcomes"]["relayed"] == 3 and tls_l["outcomes"]["handoff"] == 2
+		assert switch_l["protocol"] == "detect" and switch_l["detect_timeout_ms"] == 1000
+		assert switch_l["outcomes"]["invalid"] == 1 and switch_l["outcomes"]["handoff"] == 1
+		assert switch_l["outcomes"]["relayed"] == 1
+		added = listener(state, f"127.0.0.1:{new_port}")
+		assert added["protocol"] == "http" and added["accepted"] == 0
+		routes = routes_of(state)
+		assert routes[("a.example", "acme-tls/1")]["configured"] is True
+		assert routes[("a.example", "acme-tls/1")]["targets"][0]["delivered"] == 1
+		assert routes[("protocol:silent", None)]["configured"] is True
+		assert [t["target"] for t in routes[("b.example", "acme-tls/1")]["targets"]] == [acme_up.ident]
+		assert [t["target"] for t in routes[("protocol:ssh", None)]["targets"]] == [ssh_up.ident]
+		status, _, metrics = admin_get(admin, "/metrics")
+		assert status == 200
+		assert f'route="a.example",alpn="acme-tls/1"'.encode() in metrics
+	finally:
+		acme_up.close()
+		ssh_up.close()
+		for b in (plain, acme, banner):
+			b.close()
+
+
+class AdminPoller:
+	"""Ask the admin API in a loop from a thread and record every failure."""
+
+	def __init__(self, address):
+		self.address = address
+		self.stop_event = threading.Event()
+		self.ok = 0
+		self.pids = set()
+		self.failures = []
+		self.thread = in_thread(self._run)
+
+	def _run(self):
+		deadline = time.monotonic() + LOAD_SECONDS_MAX
+		while not self.stop_event.is_set() and time.monotonic() < deadline:
+			try:
+				status, _, body = admin_get(self.address, "/api/daemon")
+				if status != 200:
+					raise AssertionError(f"status {status}: {body[:200]}")
+				self.pids.add(int(body.split(b'"pid":')[1].split(b",")[0].split(b"}")[0]))
+				self.ok += 1
+			except Exception as e:	# every kind of failure counts
+				self.failures.append(f"{type(e).__name__}: {e}")
+
+	def stop(self):
+		self.stop_event.set()
+		self.thread.join(REQUEST_TIMEOUT * 3)
+		return self.failures
+
+
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_upgrade_hands_the_admin_endpoint_over(hx, certs, kind):
+	"""`handoff upgrade` with an admin endpoint (TCP or Unix socket): the
+	new daemon adopts the admin socket, no admin request fails during the
+	upgrade, and the API then shows the new daemon with the same listeners
+	and upstreams. Counters are the new process's own: they start at 0."""
+	admin = f"127.0.0.1:{free_port()}" if kind == "tcp" else f"unix:{hx.dir / 'admin.sock'}"
+	tls_port = free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{tls_port} tls"]) + f"admin {admin}\n")
+	up = hx.upstream(["a.example"], "a", daemon=d)
+	new_pid = None
+	poller = None
+	try:
+		for _ in range(3):
+			assert https_get(certs, tls_port, "a.example").status == 200
+		wait_state(admin, lambda st: listener(st, f"127.0.0.1:{tls_port}")["accepted"] == 3)
+		poller = AdminPoller(admin)
+		assert wait_for(lambda: poller.ok >= 5, REQUEST_TIMEOUT)
+		r = reload_cmd(d, "upgrade")
+		assert r.returncode == 0 and "took over the listening sockets" in r.stdout, (r, d.tail())
+		new_pid = int(r.stdout.split("new daemon pid ")[1].split()[0])
+		d.proc.wait(60)		# no connections of its own: the old daemon exits at once
+		assert d.proc.returncode == 0, d.tail()
+		assert wait_for(lambda: new_pid in poller.pids, REQUEST_TIMEOUT * 2), poller.pids
+		ok = poller.ok
+		assert wait_for(lambda: poller.ok >= ok + 5, REQUEST_TIMEOUT)	# still answered after the old one left
+		failures = poller.stop()
+		assert failures == [], f"{len(failures)} failed admin requests of {poller.ok + len(failures)}: {failures[:5]}"
+		assert poller.pids == {d.pid, new_pid}
+		assert "admin endpoint on " + admin + ": adopted the socket from the old daemon" in d.log()
+
+		state = admin_state(admin)
+		assert state["daemon"]["pid"] == new_pid and state["daemon"]["generation"] == 1
+		assert [l["address"] for l in state["listeners"]] == [f"127.0.0.1:{tls_port}"]
+		assert listener(state, f"127.0.0.1:{tls_port}")["accepted"] == 0	# a new process counts afresh
+		assert len(state["upstreams"]) == 1 and state["upstreams"][0]["id"].startswith(f"{up.pid}-")
+		assert https_get(certs, tls_port, "a.example").status == 200
+		wait_state(admin, lambda st: listener(st, f"127.0.0.1:{tls_port}")["outcomes"]["handoff"] == 1)
+	finally:
+		if poller is not None:
+			poller.stop()
+		if new_pid is not None:
+			stop_pid(new_pid)
