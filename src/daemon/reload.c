@@ -52,9 +52,16 @@ static void
 apply_access_log(const struct config *old_cfg)
 {
 	const char *spec = server.cfg.access_log;
-	int rc = strcmp(spec, old_cfg->access_log) == 0 ? accesslog_reopen() : accesslog_open(spec);
-	if (rc < 0)
-		log_warn("cannot open access log %s", spec);
+	/* The same path: a log rotation's SIGHUP; the messages are those the
+	 * operations guide names. A failed reopen keeps the old file. */
+	if (strcmp(spec, old_cfg->access_log) != 0) {
+		if (accesslog_open(spec) < 0)
+			log_warn("cannot open access log %s", spec);
+	} else if (accesslog_reopen() < 0) {
+		log_warn("cannot reopen access log %s", spec);
+	} else if (strcmp(spec, "stderr") != 0 && strcmp(spec, "off") != 0) {
+		log_info("access log reopened");
+	}
 }
 
 static size_t
