@@ -19,6 +19,7 @@
 #include "listener.h"
 #include "log.h"
 #include "server.h"
+#include "systemd.h"
 
 #define UPGRADE_READY_MS	120000	/* the new daemon has this long to say ready */
 #define HANDOVER_RECV_MS	30000	/* the new daemon waits this long for each message */
@@ -155,6 +156,10 @@ on_channel(struct loop_io *io, uint32_t revents)
 		listeners_close();
 		control_close(true);
 		admin_release();	/* admin requests under way are still answered */
+		/* The new daemon is the service's main process now (its
+		 * READY=1 said MAINPID): this one tells the service manager
+		 * nothing more, not even STOPPING=1 when it exits. */
+		notify_close();
 		old_side.handed_over = true;
 		old_side.drain_tick.cb = on_drain_tick;
 		loop_timer_arm(server.loop, &old_side.drain_tick, DRAIN_TICK_MS);
