@@ -292,9 +292,9 @@ cmd_serve(int argc, char **argv)
 	int rc = loop_run(server.loop, &stop_requested);
 	if (rc < 0)
 		log_warn("event loop failed");
-	/* After an upgrade the service goes on in the new daemon. */
-	if (!upgrade_handed_over() && !upgrade_abandoned)
-		notify_stopping();
+	/* Not after an upgrade: then the service goes on in the new daemon,
+	 * and this one no longer notifies (notify_close). */
+	notify_stopping();
 
 	/* Connections still peeking, waiting or relayed die with the daemon;
 	 * those already handed off belong to their upstreams and are not

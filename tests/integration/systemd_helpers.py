@@ -1,5 +1,6 @@
-# systemd_helpers.py - a daemon started under a wrapper (systemd-socket-activate, setpriv) or with extra environment, and a fake NOTIFY_SOCKET.
+# systemd_helpers.py - a daemon started under a wrapper (systemd-socket-activate, setpriv) or with extra environment, a fake NOTIFY_SOCKET, and stopping an upgrade's new daemon.
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -110,3 +111,19 @@ def socket_inodes(pid):
 		if target.startswith("socket:["):
 			found[int(fd)] = int(target[len("socket:["):-1])
 	return found
+
+
+def stop_pid(pid, timeout=20):
+	"""SIGTERM a daemon that is not our child (an upgrade's new daemon) and wait until it is gone."""
+	try:
+		os.kill(pid, signal.SIGTERM)
+	except ProcessLookupError:
+		return
+
+	def gone():
+		state = read_text(f"/proc/{pid}/stat")
+		return state == "" or state.split(") ")[1].startswith("Z")
+
+	if not wait_for(gone, timeout):
+		os.kill(pid, signal.SIGKILL)
+		raise AssertionError(f"daemon pid {pid} did not stop within {timeout}s of SIGTERM")

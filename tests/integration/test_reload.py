@@ -13,6 +13,7 @@ from admin_helpers import admin_get, admin_state, listener, wait_state
 from harness import (HANDOFF, REQUEST_TIMEOUT, connect, free_port, http_get, https_get, read_response,
 		     read_text, request_bytes, tls_context, tls_failure, wait_for)
 from relay_helpers import Processes
+from systemd_helpers import stop_pid
 from test_detect import Backend, tls_hello_to
 
 PATTERN_BLOCK = bytes((i * 7 + 13) & 0xFF for i in range(256))
@@ -343,22 +344,6 @@ def test_upgrade_under_load_keeps_every_connection(hx, certs):
 		if new_pid is not None:
 			stop_pid(new_pid)
 		procs.close()
-
-
-def stop_pid(pid, timeout=20):
-	"""SIGTERM a daemon that is not our child and wait until it is gone."""
-	try:
-		os.kill(pid, signal.SIGTERM)
-	except ProcessLookupError:
-		return
-
-	def gone():
-		state = read_text(f"/proc/{pid}/stat")
-		return state == "" or state.split(") ")[1].startswith("Z")
-
-	if not wait_for(gone, timeout):
-		os.kill(pid, signal.SIGKILL)
-		raise AssertionError(f"daemon pid {pid} did not stop within {timeout}s of SIGTERM")
 
 
 def test_kill9_and_restart_lose_no_handed_off_connection(hx, certs):

@@ -6,7 +6,7 @@ import subprocess
 from pathlib import Path
 
 from harness import HANDOFF, REPO, free_port, http_get, https_get, read_text, wait_for
-from systemd_helpers import NotifyListener, listening_inode, socket_inodes, wrapped_daemon
+from systemd_helpers import NotifyListener, listening_inode, socket_inodes, stop_pid, wrapped_daemon
 
 UNITS = ("handoff.service", "handoff.socket")
 STEP = 15.0
@@ -138,6 +138,44 @@ def test_ready_is_notified_once_listeners_accept_and_reload_and_stop_are_announc
 		stopping = notify.wait_for_key("STOPPING", STEP)
 		assert stopping == {"STOPPING": "1"}, notify.messages
 	finally:
+		notify.close()
+
+
+def test_upgrade_makes_the_new_daemon_the_main_process(hx):
+	"""After `handoff upgrade` the new daemon says READY=1 with its own
+	MAINPID (the unit's NotifyAccess=all lets systemd take it); the old one,
+	once it has handed over, says nothing more: no STOPPING=1 when it exits,
+	which would stop the service."""
+	notify = NotifyListener(hx.dir)
+	new_pid = None
+	try:
+		port = free_port()
+		d, _ = ready_then_serving(hx, notify, port)
+		r = subprocess.run([str(HANDOFF), "upgrade", "-c", str(d.config_path)], capture_output=True, text=True,
+				   timeout=200)
+		assert r.returncode == 0 and "took over the listening sockets" in r.stdout, (r, d.log())
+		new_pid = int(r.stdout.split("new daemon pid ")[1].split()[0])
+		assert new_pid != d.pid
+		ready = notify.wait_for_key("READY", STEP * 2)
+		assert ready is not None, f"no READY=1 from the new daemon; got {notify.messages}\n{d.log()}"
+		assert ready["READY"] == "1" and ready["MAINPID"] == str(new_pid), ready
+		# Without connections to finish the old daemon exits at once.
+		assert d.proc.wait(STEP * 2) == 0, d.log()
+		assert http_get(port, "nobody-serves.example").status == 503
+		while notify.receive(1.0) is not None:
+			pass
+		assert not any("STOPPING" in m for m in notify.messages), notify.messages
+		# The new daemon is the one systemd's reload and stop reach now.
+		os.kill(new_pid, signal.SIGHUP)
+		assert notify.wait_for_key("RELOADING", STEP) is not None, notify.messages
+		reloaded = notify.wait_for_key("READY", STEP)
+		assert reloaded is not None and reloaded["MAINPID"] == str(new_pid), notify.messages
+		stop_pid(new_pid)
+		new_pid = None
+		assert notify.wait_for_key("STOPPING", STEP) == {"STOPPING": "1"}, notify.messages
+	finally:
+		if new_pid is not None:
+			stop_pid(new_pid)
 		notify.close()
 
 
