@@ -1,13 +1,16 @@
-# test_privileges.py - `user`/`group`: a root-started daemon binds, makes its runtime directory, then serves as that user with only CAP_NET_BIND_SERVICE.
+# test_privileges.py - `user`/`group`: a root-started daemon binds, makes its runtime directory, then serves as that user with only CAP_NET_BIND_SERVICE, and upgrades as that user.
 import grp
 import os
 import pwd
+import random
 import re
 import signal
+import socket
+import subprocess
 
 from admin_helpers import admin_state
-from harness import free_port, https_get, read_text, wait_for
-from systemd_helpers import wrapped_daemon
+from harness import HANDOFF, free_port, http_get, https_get, read_text, wait_for
+from systemd_helpers import stop_pid, wrapped_daemon
 
 CAP_NET_BIND_SERVICE = 1 << 10
 STEP = 15.0
@@ -91,3 +94,55 @@ def test_user_already_in_effect_is_accepted(hx, certs):
 	assert proc_status(d.pid)["Uid"] == [str(daemon_user.pw_uid)] * 4
 	hx.upstream(["a.example"], "granted", user=("nobody", "nogroup"), daemon=d)
 	assert https_get(certs, port, "a.example").fields["label"] == "granted"
+
+
+def free_privileged_port():
+	"""A port below 1024 that nothing listens on at 127.0.0.1 right now."""
+	for port in random.sample(range(600, 1000), 400):
+		with socket.socket() as s:
+			try:
+				s.bind(("127.0.0.1", port))
+				return port
+			except OSError:
+				continue
+	raise AssertionError("no free port below 1024 on 127.0.0.1")
+
+
+def as_daemon_user(argv):
+	return subprocess.run(["setpriv", "--reuid=daemon", "--regid=daemon", "--clear-groups"] + argv,
+			      capture_output=True, text=True, timeout=200)
+
+
+def test_upgrade_of_a_daemon_that_dropped_root(hx, certs):
+	"""The old daemon runs as `user daemon` with only CAP_NET_BIND_SERVICE:
+	`handoff upgrade`, asked by that user, starts the new daemon as that
+	user; it adopts the sockets without privilege, accepts the `user` line
+	as already in effect, binds a new port below 1024 with the inherited
+	capability, writes the pid file and answers the control socket."""
+	daemon_user = pwd.getpwnam("daemon")
+	port, low = free_port(), free_privileged_port()
+	settings = dict(grants=["a.example to nobody"], user="daemon")
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls"], **settings))
+	granted = hx.upstream(["a.example"], "granted", user=("nobody", "nogroup"), daemon=d)
+	control = hx.runtime_dir / "control.sock"
+	assert os.stat(control).st_uid == daemon_user.pw_uid, "the control socket is not the user's"
+	d.config_path.write_text(hx.config([f"127.0.0.1:{port} tls", f"127.0.0.1:{low} http"], **settings))
+	new_pid = None
+	try:
+		r = as_daemon_user([str(HANDOFF), "upgrade", "-c", str(d.config_path)])
+		assert r.returncode == 0 and "took over the listening sockets" in r.stdout, (r, d.log())
+		new_pid = int(r.stdout.split("new daemon pid ")[1].split()[0])
+		assert d.proc.wait(STEP * 2) == 0, d.log()
+		status = proc_status(new_pid)
+		assert status["Uid"] == [str(daemon_user.pw_uid)] * 4 and status["Gid"] == [str(daemon_user.pw_gid)] * 4
+		assert int(status["CapEff"][0], 16) == CAP_NET_BIND_SERVICE, status["CapEff"]
+		assert f"handoff[{new_pid}]: running as daemon (uid 1, gid 1) already" in d.log(), d.log()
+		assert read_text(hx.runtime_dir / "handoff.pid").strip() == str(new_pid)
+		assert https_get(certs, port, "a.example").fields["label"] == "granted"
+		assert http_get(low, "nobody-serves.example").status == 503
+		assert granted.proc.poll() is None
+		r = as_daemon_user([str(HANDOFF), "reload", "-c", str(d.config_path)])
+		assert r.returncode == 0 and "reloaded" in r.stdout, (r, d.log())
+	finally:
+		if new_pid is not None:
+			stop_pid(new_pid)
