@@ -366,6 +366,34 @@ def test_kill9_and_restart_lose_no_handed_off_connection(hx, certs):
 	assert up_a.proc.poll() is None
 
 
+def test_upgrade_closes_the_sockets_the_new_configuration_drops(hx):
+	"""The new daemon adopts the handed-over sockets its configuration
+	names, closes (and says so) the one it no longer names, and binds the
+	address it adds; once the old daemon is gone nothing listens on the
+	dropped address."""
+	kept, dropped, added = free_port(), free_port(), free_port()
+	d = hx.daemon(hx.config([f"127.0.0.1:{kept} http", f"127.0.0.1:{dropped} http"]))
+	d.config_path.write_text(hx.config([f"127.0.0.1:{kept} http", f"127.0.0.1:{added} http"]))
+	new_pid = None
+	try:
+		r = reload_cmd(d, "upgrade")
+		assert r.returncode == 0 and "took over the listening sockets" in r.stdout, (r, d.tail())
+		new_pid = int(r.stdout.split("new daemon pid ")[1].split()[0])
+		assert d.proc.wait(60) == 0, d.tail()
+		log = d.log()
+		assert f"handoff[{new_pid}]: listening on 127.0.0.1:{kept} (http), the old daemon" in log, log
+		assert (f"handoff[{new_pid}]: closing the listening socket 127.0.0.1:{dropped} from the old daemon: "
+			"no 'listen' line names it now") in log, log
+		assert f"handoff[{new_pid}]: listening on 127.0.0.1:{added} (http)\n" in log, log
+		for port in (kept, added):
+			assert http_get(port, "nobody-serves.example").status == 503
+		with pytest.raises(ConnectionRefusedError):
+			socket.create_connection(("127.0.0.1", dropped), timeout=REQUEST_TIMEOUT).close()
+	finally:
+		if new_pid is not None:
+			stop_pid(new_pid)
+
+
 def test_second_daemon_on_one_runtime_directory_is_refused(hx):
 	"""Two daemons must not share a runtime directory: the second says who
 	serves it and exits 1."""
