@@ -193,6 +193,10 @@ on_signal(struct loop_io *io, uint32_t revents)
 			char msg[1024];
 			notify_reloading();
 			int reloaded = daemon_reload(msg, sizeof(msg));	/* logs either way */
+			/* SIGHUP is also a log rotation's signal: that half does
+			 * not depend on the file being accepted. */
+			if (reloaded < 0)
+				reload_reopen_access_log();
 			notify_ready(reloaded == 0 ? "reloaded" : "reload failed, configuration unchanged");
 			break;
 		}

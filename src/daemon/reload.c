@@ -48,19 +48,28 @@ check_fixed_settings(const struct config *next, char *msg, size_t msglen)
 	return 0;
 }
 
+void
+reload_reopen_access_log(void)
+{
+	/* The messages are those the operations guide names for a log
+	 * rotation. A failed reopen keeps the old file. */
+	const char *spec = server.cfg.access_log;
+	if (accesslog_reopen() < 0)
+		log_warn("cannot reopen access log %s", spec);
+	else if (strcmp(spec, "stderr") != 0 && strcmp(spec, "off") != 0)
+		log_info("access log reopened");
+}
+
 static void
 apply_access_log(const struct config *old_cfg)
 {
 	const char *spec = server.cfg.access_log;
-	/* The same path: a log rotation's SIGHUP; the messages are those the
-	 * operations guide names. A failed reopen keeps the old file. */
+	/* The same path: a log rotation's SIGHUP. */
 	if (strcmp(spec, old_cfg->access_log) != 0) {
 		if (accesslog_open(spec) < 0)
 			log_warn("cannot open access log %s", spec);
-	} else if (accesslog_reopen() < 0) {
-		log_warn("cannot reopen access log %s", spec);
-	} else if (strcmp(spec, "stderr") != 0 && strcmp(spec, "off") != 0) {
-		log_info("access log reopened");
+	} else {
+		reload_reopen_access_log();
 	}
 }
 

@@ -14,4 +14,9 @@
  */
 int daemon_reload(char *msg, size_t msglen);
 
+/* Reopen the access log by its path (log rotation), saying so in the log:
+ * what a reload does to an unchanged access-log path, and what SIGHUP
+ * does when the reload it asks for is refused. */
+void reload_reopen_access_log(void);
+
 #endif

@@ -1,4 +1,4 @@
-# test_log_rotation.py - the access-log rotation docs/operations.md describes: logrotate renames the file, SIGHUP makes the daemon open a new one, and a failed reopen keeps the old one.
+# test_log_rotation.py - the access-log rotation docs/operations.md describes: logrotate renames the file, SIGHUP makes the daemon open a new one (also when the reload it triggers is refused), and a failed reopen keeps the old one.
 import signal
 
 from harness import free_port, http_get, parse_access_line, read_text, wait_for
@@ -63,3 +63,27 @@ def test_failed_reopen_keeps_writing_to_the_old_file(hx):
 	client = request(port, free_port())
 	logged(kept, client)
 	assert not logs.exists()
+
+
+def test_sighup_reopens_the_access_log_when_the_reload_is_refused(hx):
+	"""SIGHUP is also a reload; a configuration file with an error is
+	refused, but the rotation half of the signal still happens."""
+	port = free_port()
+	logs = hx.dir / "logs"
+	logs.mkdir()
+	live = logs / "access.log"
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], access_log=live))
+	hx.upstream(["a.example"], "a", daemon=d)
+	before = request(port, free_port())
+	logged(live, before)
+
+	d.config_path.write_text(d.config_path.read_text() + "no-such-directive 1\n")
+	rotated = logs / "access.log.1"
+	live.rename(rotated)
+	d.proc.send_signal(signal.SIGHUP)
+	d.wait_log(r"reload failed, configuration unchanged: .*no-such-directive")
+	d.wait_log(r"access log reopened")
+	after = request(port, free_port())
+	logged(live, after)
+	assert access_clients(rotated) == [before]
+	assert access_clients(live) == [after]
