@@ -32,20 +32,7 @@
 #define MAX_UPSTREAMS_PER_UID	256	/* so one user cannot take every slot */
 #define MAX_NAMES_PER_UPSTREAM	64
 #define MAX_NAMES_FILE		8192	/* bytes */
-#define SCAN_BATCH		256	/* directory entries read per loop turn */
-#define SCAN_PER_UID		1024	/* entries of one owner looked at per rescan */
-#define SCAN_UIDS		64	/* owners counted per rescan; the rest share a slot */
 #define PROBE_INTERVAL_MS	500	/* liveness probe of every registered socket */
-
-/* A rescan in progress: the directory is read SCAN_BATCH entries per loop
- * turn so that a huge directory never stalls the event loop. */
-struct rescan {
-	DIR *dir;			/* NULL: none running */
-	bool again;			/* requested while running: start over */
-	struct { uid_t uid; unsigned seen; } owners[SCAN_UIDS];
-	size_t n_owners;
-	struct loop_timer next;
-};
 
 static TAILQ_HEAD(, upstream) upstreams = TAILQ_HEAD_INITIALIZER(upstreams);
 static TAILQ_HEAD(, upstream) dead_upstreams = TAILQ_HEAD_INITIALIZER(dead_upstreams);
@@ -53,15 +40,12 @@ static size_t n_upstreams;
 static struct loop_io inotify_io = { .fd = -1 };
 int upstreams_fd = -1;
 char upstreams_dir[PATH_MAX];
-static struct rescan rescan;
-/* Scans finished (or given up); the daemon is ready after the first. */
-static unsigned long scans_done;
 static struct loop_timer probe_timer;
 /* Set when an old daemon stops after an upgrade: the new one answers in
  * the status files now, so they are left as they are. */
 static bool keep_status_files;
 
-static struct upstream *
+struct upstream *
 find_upstream(const char *id)
 {
 	struct upstream *up;
@@ -275,7 +259,7 @@ open_registration_dir(const char *id, bool in_dir, uid_t *dir_uid)
 /* An upstream is ready once both ID.sock and ID.names exist. Every check is
  * on what the kernel says (file type, owner) about the very objects then
  * used, never on what the files say about themselves. */
-static void
+void
 try_register(const char *id, bool in_dir)
 {
 	char sock_name[NAME_MAX + 1], names_name[NAME_MAX + 1];
@@ -549,7 +533,7 @@ recheck_registration(struct upstream *up)
 }
 
 /* "ID.sock" / "ID.names" -> "ID"; other files, and ids upstream_id_accept refuses, are not ours. */
-static bool
+bool
 id_of(const char *file, char *id, size_t idsize, bool *is_names)
 {
 	size_t len = strlen(file);
@@ -568,106 +552,11 @@ id_of(const char *file, char *id, size_t idsize, bool *is_names)
 
 /* A private directory ID/ (names starting with '.' are directories still
  * being filled, before their rename into place). */
-static bool
+bool
 is_dir_id(const char *name)
 {
 	return name[0] != '.' && strlen(name) <= NAME_MAX - sizeof(WIRE_STATUS_SUFFIX) &&
 	       upstream_id_accept(name);
-}
-
-/* Count an entry against its owner's share of this rescan. */
-static bool
-rescan_within_quota(uid_t uid)
-{
-	size_t i;
-	for (i = 0; i < rescan.n_owners; i++)
-		if (rescan.owners[i].uid == uid)
-			break;
-	if (i == rescan.n_owners) {
-		if (rescan.n_owners == SCAN_UIDS)
-			i = SCAN_UIDS - 1;	/* the rest share the last slot */
-		else
-			rescan.owners[rescan.n_owners++] = (__typeof__(rescan.owners[0])){ .uid = uid };
-	}
-	if (rescan.owners[i].seen == SCAN_PER_UID) {
-		if (refusal_log_allowed())
-			log_warnx("rescan of %s: skipping further files of uid %lu (more than %d)",
-				  upstreams_dir, (unsigned long)uid, SCAN_PER_UID);
-	}
-	return ++rescan.owners[i].seen <= SCAN_PER_UID;
-}
-
-static void
-scan_entry(const struct dirent *de)
-{
-	char id[NAME_MAX + 1];
-	bool is_names, in_dir;
-	if (id_of(de->d_name, id, sizeof(id), &is_names)) {
-		if (!is_names)
-			return;		/* its names file brings it here */
-		in_dir = false;
-	} else if (de->d_type == DT_DIR || de->d_type == DT_UNKNOWN) {
-		if (!is_dir_id(de->d_name) || strcmp(de->d_name, "..") == 0)
-			return;
-		snprintf(id, sizeof(id), "%s", de->d_name);
-		in_dir = true;
-	} else {
-		return;
-	}
-	struct stat st;
-	if (fstatat(upstreams_fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
-	    (in_dir && !S_ISDIR(st.st_mode)) || !rescan_within_quota(st.st_uid))
-		return;
-	if (find_upstream(id) == NULL)
-		try_register(id, in_dir);
-}
-
-static void start_rescan(void);
-
-/* One turn of a rescan: SCAN_BATCH entries, then back to the loop. */
-static void
-on_rescan_timer(struct loop_timer *timer)
-{
-	for (int i = 0; i < SCAN_BATCH; i++) {
-		errno = 0;
-		struct dirent *de = readdir(rescan.dir);
-		if (de == NULL) {
-			if (errno != 0)
-				log_warn("cannot read %s", upstreams_dir);
-			closedir(rescan.dir);
-			rescan.dir = NULL;
-			scans_done++;
-			if (rescan.again) {
-				rescan.again = false;
-				start_rescan();
-			}
-			return;
-		}
-		scan_entry(de);
-	}
-	loop_timer_arm(server.loop, timer, 0);
-}
-
-/* Look at every entry (at start, and after the inotify queue overflowed).
- * A request during a rescan starts another once it is done. */
-static void
-start_rescan(void)
-{
-	if (rescan.dir != NULL) {
-		rescan.again = true;
-		return;
-	}
-	int fd = openat(upstreams_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0 || (rescan.dir = fdopendir(fd)) == NULL) {
-		log_warn("cannot read %s", upstreams_dir);
-		if (fd >= 0)
-			close(fd);
-		scans_done++;
-		return;
-	}
-	rescan.n_owners = 0;
-	rescan.next.cb = on_rescan_timer;
-	loop_timer_arm(server.loop, &rescan.next, 0);
 }
 
 static void
@@ -686,7 +575,7 @@ on_inotify(struct loop_io *io, uint32_t revents)
 			const struct inotify_event *ev = (const struct inotify_event *)(void *)p;
 			p += sizeof(*ev) + ev->len;
 			if (ev->mask & IN_Q_OVERFLOW) {
-				start_rescan();
+				rescan_start();
 				continue;
 			}
 			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF)) {
@@ -766,14 +655,8 @@ upstreams_init(char *err, size_t errlen)
 	/* The first scan runs in turns of the loop; the listeners accept only
 	 * once it is done (upstreams_scanned), so that after a restart or an
 	 * upgrade no client of a registered name is refused meanwhile. */
-	start_rescan();
+	rescan_start();
 	return 0;
-}
-
-bool
-upstreams_scanned(void)
-{
-	return scans_done > 0;
 }
 
 void
@@ -797,7 +680,7 @@ upstreams_apply_grants(void)
 			break;
 		}
 	}
-	start_rescan();
+	rescan_start();
 }
 
 void
@@ -809,11 +692,7 @@ upstreams_close(bool keep_status)
 		upstream_drop(up, keep_status ? "handed over to the new daemon" : "daemon stopping", false);
 	upstreams_reap();
 	loop_timer_cancel(server.loop, &probe_timer);
-	loop_timer_cancel(server.loop, &rescan.next);
-	if (rescan.dir != NULL) {
-		closedir(rescan.dir);
-		rescan.dir = NULL;
-	}
+	rescan_stop();
 	if (inotify_io.fd >= 0) {
 		loop_io_del(server.loop, &inotify_io);
 		close(inotify_io.fd);

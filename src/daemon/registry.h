@@ -1,4 +1,4 @@
-/* registry.h - what registration (registry.c) shares with its refusal bookkeeping (registry_refusal.c) and the runtime directory's layout (rundir.c). */
+/* registry.h - what registration (registry.c) shares with its refusal bookkeeping (registry_refusal.c), its directory scan (registry_scan.c) and the runtime directory's layout (rundir.c). */
 #ifndef HANDOFF_REGISTRY_H
 #define HANDOFF_REGISTRY_H
 
@@ -9,8 +9,25 @@
 
 #include "log.h"
 
+struct upstream;
+
 extern int upstreams_fd;		/* RUNDIR/upstreams, for *at() calls */
 extern char upstreams_dir[PATH_MAX];
+
+/* registry.c, for the scan: the registered upstream with this id, or
+ * NULL; examine a registration (ID.sock + ID.names, or the directory ID/
+ * when in_dir); is a file name ID.sock or ID.names of an acceptable id
+ * (the id into id, is_names set), is a name a registration directory. */
+struct upstream *find_upstream(const char *id);
+void try_register(const char *id, bool in_dir);
+bool id_of(const char *file, char *id, size_t idsize, bool *is_names);
+bool is_dir_id(const char *name);
+
+/* Read the whole directory in turns of the loop; a request while one
+ * runs starts another after it (registry_scan.c). rescan_stop abandons
+ * it. upstreams_scanned (upstream.h) says whether one has finished. */
+void rescan_start(void);
+void rescan_stop(void);
 
 /* Make (or check) a directory of the runtime layout: owned by the user the
  * daemon serves as, with exactly mode. Returns 0, or -1 with one line in
