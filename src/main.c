@@ -126,6 +126,7 @@ announce_ready(void)
 {
 	char status[PATH_MAX + 64], err[PATH_MAX + 128];
 	announced_ready = true;
+	admin_snapshot_expire();
 	if (handover_ready() < 0) {
 		log_warnx("the old daemon gave up the upgrade: not serving");
 		notify_close();		/* the old daemon is still the service */

@@ -61,6 +61,7 @@ static pthread_cond_t snapshot_ready;
 static json_t *snapshot;		/* guarded by snapshot_lock */
 static uint64_t snapshot_ms;		/* when it was built */
 static uint64_t snapshot_generation;
+static bool snapshot_expired;		/* rebuild even if young (admin_snapshot_expire) */
 static bool stopping;
 
 /* Loop thread: the admin thread wants a fresh snapshot. */
@@ -78,10 +79,20 @@ on_wake(struct loop_io *io, uint32_t revents)
 	json_t *old = snapshot;
 	snapshot = fresh;
 	snapshot_ms = loop_now_ms();
+	snapshot_expired = false;
 	snapshot_generation++;
 	pthread_cond_broadcast(&snapshot_ready);
 	pthread_mutex_unlock(&snapshot_lock);
 	json_decref(old);
+}
+
+void
+admin_snapshot_expire(void)
+{
+	pthread_mutex_lock(&snapshot_lock);
+	if (snapshot != NULL)
+		snapshot_expired = true;
+	pthread_mutex_unlock(&snapshot_lock);
 }
 
 /* Admin thread: a reference to a recent snapshot (NULL if the loop gave
@@ -90,7 +101,7 @@ static json_t *
 get_snapshot(void)
 {
 	pthread_mutex_lock(&snapshot_lock);
-	if (snapshot == NULL || loop_now_ms() - snapshot_ms >= SNAPSHOT_FRESH_MS) {
+	if (snapshot == NULL || snapshot_expired || loop_now_ms() - snapshot_ms >= SNAPSHOT_FRESH_MS) {
 		uint64_t generation = snapshot_generation, one = 1;
 		if (write(wake_io.fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 			log_warn("admin: cannot wake the event loop");

@@ -33,6 +33,11 @@ unsigned admin_open_connections(void);
 void admin_offer(int fd);
 void admin_took_over(void);
 
+/* Loop thread: the state changed all at once (the daemon became ready,
+ * its first scan of the upstreams done): the next request gets a fresh
+ * snapshot rather than one a little older, built before. */
+void admin_snapshot_expire(void);
+
 /* Whether two admin settings differ (a reload keeps the running ones). */
 struct config_admin;
 bool admin_settings_differ(const struct config_admin *a, const struct config_admin *b);
