@@ -115,7 +115,7 @@ build() {
 # build_client: the TLS connection client, into the working directory.
 build_client() {
 	TLSCONN=$WORK/tlsconn
-	cc -std=c17 -O2 -Wall -Wextra -Werror -o "$TLSCONN" "$BENCH_DIR/tlsconn.c" -lssl -lcrypto -lpthread ||
+	cc -std=c17 -O2 -Wall -Wextra -Wshadow -Wcast-qual -Werror -o "$TLSCONN" "$BENCH_DIR/tlsconn.c" -lssl -lcrypto -lpthread ||
 		die "cannot build bench/tlsconn.c"
 }
 

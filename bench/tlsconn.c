@@ -43,7 +43,7 @@ struct worker {
 
 static SSL_CTX *ctx;
 static struct sockaddr_in target;
-static const char *sni;
+static char *sni;	/* not const: SSL_set_tlsext_host_name() casts it to void * */
 static char request[1024];
 static bool resume;
 static double deadline;
