@@ -2,7 +2,7 @@
 # test.sh - install what the suite needs, build with gcc, clang, sanitizers and libFuzzer, then run every test with pytest.
 #
 # Usage: ./scripts/test.sh            (as root on Debian 12 to install missing packages)
-# Environment: FUZZ_SECONDS  seconds per fuzzer (default 60)
+# Environment: FUZZ_SECONDS  seconds per fuzzer (default 30)
 #              JOBS          parallel make jobs (default: number of CPUs)
 # The last line printed is pytest's summary; the exit status is non-zero if
 # any build step or test failed.
@@ -67,7 +67,7 @@ else
 fi
 
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
-export FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
+export FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
 
 # Both compilers must build everything, the unit tests included, without a warning (-Werror).
 step make -j"$JOBS" all unit

@@ -12,7 +12,7 @@ FUZZ_DIR = REPO / "build" / "fuzz"
 CORPUS_DIR = REPO / "tests" / "fuzz" / "corpus"
 # The parsers that must have a fuzzer; any other fuzz_* found is run as well.
 REQUIRED_FUZZERS = ("fuzz_http_host", "fuzz_tls_hello")
-FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "60"))
+FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "30"))
 UNIT_TIMEOUT = 300
 
 
