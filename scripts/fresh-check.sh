@@ -14,9 +14,12 @@
 # (debootstrap --variant=minbase bookworm, from the mirror apt already
 # uses); then for each command (`./scripts/demo.sh` from "Try it",
 # `./scripts/test.sh` from "Run the tests", read from README.md's fenced
-# blocks) copy that root afresh, mount /proc, /sys and /dev in it, add
-# resolv.conf and /etc/hosts, unpack `git archive HEAD` into /src and run the
-# command there as root, with no standard input and a clean environment.
+# blocks) copy that root afresh, add resolv.conf and /etc/hosts, unpack
+# `git archive HEAD` into /src, and run the command there as root, with no
+# standard input and a clean environment, in a mount namespace of its own
+# with /proc, /sys and /dev mounted in the root and the root made its root
+# with pivot_root (not chroot, under which the kernel refuses new user
+# namespaces, as a real machine does not).
 # Each command gets its own fresh root, so one cannot install what the other
 # lacks. Every step prints its time; the last line is the verdict, and the
 # exit status is non-zero if either command failed.
@@ -38,8 +41,8 @@
 #   --dir DIR         where to create the roots (default /var/tmp); they
 #                     need several GB
 #   --enter ROOT [COMMAND...]
-#                     mount a kept root, run COMMAND (default: bash) in its
-#                     /src as root, unmount again; e.g.
+#                     run COMMAND (default: bash) in a kept root's /src as
+#                     root, entered as the check enters it; e.g.
 #                     --enter ROOT python3 -m pytest -v tests/integration/test_relay.py
 set -eu
 set -o pipefail
@@ -120,18 +123,31 @@ mounts_under() {
 	}' /proc/self/mountinfo
 }
 
+# root_identity DIR: device and inode of DIR, which a process whose root is
+# DIR shows through /proc/PID/root also from another mount namespace (where
+# the link's text is just "/").
+root_identity() {
+	stat -L -c '%d:%i' "$1"
+}
+
+# processes_in ROOT: the pids of the processes whose root directory is ROOT.
+processes_in() {
+	local identity proc
+	identity=$(root_identity "$1") || return 0
+	for proc in /proc/[0-9]*; do
+		[ "$(root_identity "$proc/root" 2>/dev/null)" = "$identity" ] || continue
+		printf ' %s' "${proc#/proc/}"
+	done
+}
+
 # kill_processes_in ROOT: end every process whose root directory is ROOT
-# (left over by an interrupted command), so nothing keeps its mounts busy.
+# (left over by an interrupted command), so nothing keeps using the root.
 kill_processes_in() {
-	local root=$1 signal proc tries
+	local root=$1 signal tries found
 	for signal in TERM KILL; do
 		tries=50
 		while [ "$tries" -gt 0 ]; do
-			local found=""
-			for proc in /proc/[0-9]*; do
-				[ "$(readlink "$proc/root" 2>/dev/null)" = "$root" ] || continue
-				found="$found ${proc#/proc/}"
-			done
+			found=$(processes_in "$root")
 			[ -n "$found" ] || return 0
 			[ "$tries" -eq 50 ] && echo "$ME: stopping processes left in $root (SIG$signal):$found" >&2
 			# shellcheck disable=SC2086 # one word per pid
@@ -143,7 +159,8 @@ kill_processes_in() {
 }
 
 # unmount_all ROOT: unmount everything at or below ROOT, deepest (most
-# recently mounted) first; ip netns inside the root adds ROOT/run/netns/*.
+# recently mounted) first. The root's own mounts live in the mount namespace
+# of the command and vanish with it; this catches anything left on the host.
 unmount_all() {
 	local root=$1 point rounds=0
 	while point=$(mounts_under "$root" | tail -n 1) && [ -n "$point" ]; do
@@ -156,17 +173,39 @@ unmount_all() {
 	done
 }
 
-# mount_root ROOT: what the commands need inside: a mount point at / (ip
-# netns exec remounts / as a slave), /proc, /sys, /dev.
-mount_root() {
+# What runs in the command's own mount namespace (every mount in it
+# private), before the command: the root bind-mounted on itself (pivot_root
+# needs a mount point, and ip netns exec remounts / as a slave), /proc, /sys
+# and /dev in it, then pivot_root into it and the host's tree detached. The
+# command's root is then the root of its mount namespace, as on a real
+# machine: the kernel refuses a new user namespace (podman, unshare --user)
+# to a process in a chroot. Arguments: ROOT, then the command's argv.
+# shellcheck disable=SC2016 # expanded by the shell that runs it
+ENTER_SCRIPT='
+set -e
+root=$1
+shift
+mount --bind "$root" "$root"
+mount -t proc proc "$root/proc"
+mount --rbind /sys "$root/sys"
+mount --rbind /dev "$root/dev"
+cd "$root"
+mkdir -p .oldroot
+pivot_root . .oldroot
+cd /
+umount -l /.oldroot
+rmdir /.oldroot
+exec "$@"
+'
+
+# enter_root ROOT ARGV...: run ARGV (found inside) as root with ROOT as its
+# file system root, in a mount namespace of its own whose mounts vanish with
+# its last process; the process is killed if unshare is.
+enter_root() {
 	local root=$1
-	mount --bind "$root" "$root" || return 1
-	mount --make-private "$root" || return 1
-	mount -t proc proc "$root/proc" || return 1
-	mount --rbind /sys "$root/sys" || return 1
-	mount --make-rslave "$root/sys" || return 1	# unmounting in here must not reach the host's
-	mount --rbind /dev "$root/dev" || return 1
-	mount --make-rslave "$root/dev"
+	shift
+	unshare --mount --propagation private --kill-child -- \
+		/bin/bash -c "$ENTER_SCRIPT" enter-root "$root" "$@"
 }
 
 # run_in_root ROOT COMMAND: run a shell command in ROOT/src as root, with no
@@ -177,7 +216,7 @@ run_in_root() {
 	[ -z "$FUZZ" ] || env+=(FUZZ_SECONDS="$FUZZ")
 	# In the background, so that a signal to this script runs its trap at
 	# once; the trap then stops what is left in the root.
-	chroot "$root" /usr/bin/env -i "${env[@]}" /bin/sh -c "cd /src && $command" </dev/null &
+	enter_root "$root" /usr/bin/env -i "${env[@]}" /bin/sh -c "cd /src && $command" </dev/null &
 	wait "$!"
 }
 
@@ -188,15 +227,17 @@ if [ -n "$ENTER" ]; then
 		echo "$ME: $ENTER is not a root made by $ME" >&2
 		exit 2
 	fi
-	[ -z "$(mounts_under "$ENTER")" ] || { echo "$ME: $ENTER is already mounted" >&2; exit 2; }
+	if [ -n "$(mounts_under "$ENTER")" ] || [ -n "$(processes_in "$ENTER")" ]; then
+		echo "$ME: $ENTER is in use (mounted, or processes run in it)" >&2
+		exit 2
+	fi
 	trap 'kill_processes_in "$ENTER"; unmount_all "$ENTER"' EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM
-	mount_root "$ENTER"
 	if [ $# -eq 0 ]; then
 		env=(HOME=/root TERM="${TERM:-dumb}" PATH="$PATH_IN_ROOT")
 		[ -z "$FUZZ" ] || env+=(FUZZ_SECONDS="$FUZZ")
-		chroot "$ENTER" /usr/bin/env -i "${env[@]}" /bin/bash -c 'cd /src && exec bash -i'
+		enter_root "$ENTER" /usr/bin/env -i "${env[@]}" /bin/bash -c 'cd /src && exec bash -i'
 	else
 		run_in_root "$ENTER" "$(printf '%q ' "$@")"
 	fi
@@ -320,8 +361,7 @@ bootstrap() {
 	fi
 }
 
-# prepare_root ROOT: a copy of the bootstrapped root, mounted, with the
-# files a real installation has and the repository's committed files in /src.
+# prepare_root ROOT: a copy of the bootstrapped root, with the files a real installation has and the repository's committed files in /src.
 prepare_root() {
 	local root=$1
 	cp -a "$WORK/base" "$root" || return 1
@@ -336,8 +376,7 @@ prepare_root() {
 		ff02::2	ip6-allrouters
 	EOF
 	mkdir "$root/src" || return 1
-	git -C "$REPO" archive --format=tar HEAD | tar -x -C "$root/src" || return 1
-	mount_root "$root"
+	git -C "$REPO" archive --format=tar HEAD | tar -x -C "$root/src"
 }
 
 remove_root() {
