@@ -32,12 +32,26 @@ static TAILQ_HEAD(, conn) live_conns = TAILQ_HEAD_INITIALIZER(live_conns);
 static size_t n_live;
 
 /* Peeking never consumes, so the bytes stay in the kernel and one buffer
- * serves every connection: each readable event peeks the whole prefix
- * again. The parse work stays linear in the bytes all the same: an HTTP
- * head is parsed on from where the last event left it (c->http_progress),
- * and a TLS connection sets SO_RCVLOWAT to the length its records need
- * next, so that it wakes once per record rather than per segment. */
+ * serves every connection: a peek copies the whole prefix again. So that
+ * the work stays linear in the bytes however they arrive, a readable event
+ * first asks the kernel how many bytes are queued (FIONREAD, no copy) and
+ * peeks only once that reaches c->peek_due: for TLS the least length the
+ * record and handshake headers allow (also set as SO_RCVLOWAT); for the
+ * others, which any byte could complete, twice what the last peek
+ * examined, so that these copies add up to at most twice the bytes. New
+ * bytes short of that make the connection stop listening for bytes for a
+ * short pause (PEEK_LATER_MS, then HTTP peeks anyway): trickled segments
+ * cost a few looks in all, not one each. An HTTP head is parsed on from
+ * where the last peek left it (c->http_progress). */
 static uint8_t peek_buf[PEEK_MAX];
+
+/* How long bytes short of c->peek_due wait at least to be examined: a
+ * client that sends its head in one write never waits, one that sends it
+ * in a few pieces at once waits this long at most. The pause grows to the
+ * time since the first peek, so that a client trickling its bytes over the
+ * whole peek-timeout (10 s) causes about log2(10 s / 15 ms) = 10 pauses
+ * (and HTTP peeks), and waits at most as long again as it took. */
+#define PEEK_LATER_MS 15
 
 static const char *const outcome_names[OUTCOME_COUNT] = {
 	[OUTCOME_HANDOFF] = "handoff",
@@ -106,6 +120,7 @@ log_access(const struct conn *c, enum outcome outcome, const char *upstream_id, 
 static void
 end_peek_phase(struct conn *c)
 {
+	loop_timer_cancel(server.loop, &c->peek_later);
 	if (c->state != CONN_PEEKING)
 		return;
 	server.n_peeking--;
@@ -328,31 +343,38 @@ consume_proxy_header(struct conn *c, size_t peeked)
 /*
  * The least length a ClientHello starting with these n bytes can have: the
  * end of the record under way (or of the next record header), and at least
- * every record header so far plus the handshake message whose length the
- * first record announces. A client that sends less can be waited for
- * until the peek deadline: a real hello is never shorter.
+ * every record header so far plus the handshake message, whose length the
+ * first four payload bytes announce (in whichever records they came). A
+ * client that sends less can be waited for until the peek deadline: a real
+ * hello is never shorter. Once the message length is known, each wait
+ * covers all the payload still missing, so however small the client's
+ * records, the peeks before the hello is whole are few.
  */
 static size_t
 tls_bytes_needed(const uint8_t *buf, size_t n)
 {
-	size_t off = 0, headers = 1;
-	size_t need;
+	size_t off = 0, headers = 0, need;
+	uint8_t handshake[4];
+	size_t handshake_have = 0;
 
 	for (;;) {
 		if (off + 5 > n) {
 			need = off + 5;
+			headers++;	/* a record starts here */
 			break;
 		}
+		headers++;
 		size_t record_end = off + 5 + ((size_t)buf[off + 3] << 8 | buf[off + 4]);
+		for (size_t i = off + 5; i < record_end && i < n && handshake_have < sizeof(handshake); i++)
+			handshake[handshake_have++] = buf[i];
 		if (record_end > n) {
 			need = record_end;
 			break;
 		}
 		off = record_end;
-		headers++;
 	}
-	if (n >= 9 && ((size_t)buf[3] << 8 | buf[4]) >= 4) {
-		size_t message = (size_t)buf[6] << 16 | (size_t)buf[7] << 8 | buf[8];
+	if (handshake_have == sizeof(handshake)) {
+		size_t message = (size_t)handshake[1] << 16 | (size_t)handshake[2] << 8 | handshake[3];
 		size_t least = 5 * headers + 4 + message;
 		if (least > need)
 			need = least;
@@ -458,7 +480,65 @@ on_silence(struct loop_timer *timer)
 	leave_peek_and_dispatch(c);
 }
 
-/* Peek at everything the client sent so far and ask the listener's parser. */
+static void peek_and_decide(struct conn *c, uint32_t revents);
+
+/* What a peeking connection listens for: bytes and the client's end. */
+#define PEEK_EVENTS (EPOLLIN | EPOLLRDHUP | EPOLLET)
+
+/*
+ * PEEK_LATER_MS after c stopped listening for bytes short of c->peek_due.
+ * HTTP, SSH and unknown protocols: examine what came. Then listen again;
+ * epoll reports at once what is ready then (for TLS: the bytes it needs,
+ * or the memory pressure that woke it early), and only new bytes after.
+ */
+static void
+on_peek_later(struct loop_timer *timer)
+{
+	struct conn *c = container_of(timer, struct conn, peek_later);
+	if (c->state == CONN_PEEKING && c->proto != PROTO_TLS)
+		peek_and_decide(c, 0);
+	if (c->state == CONN_PEEKING && loop_io_mod(server.loop, &c->io, PEEK_EVENTS) < 0) {
+		log_warn("cannot watch connection from %s", c->peer_text);
+		conn_reject(c, OUTCOME_REFUSED, "internal error");
+	}
+}
+
+/*
+ * Whether a readable event makes a peek worth its copy: the first one, an
+ * end or error (the verdict cannot wait), or c->peek_due bytes queued.
+ * Short of that, new bytes (TLS: which woke us below SO_RCVLOWAT, as the
+ * kernel does when the socket's receive memory is under pressure, as many
+ * tiny segments cause) make c stop listening for bytes for a pause of
+ * PEEK_LATER_MS or more (see there): a client trickling its bytes costs a
+ * few looks, not one per segment, and a head sent in one write is
+ * examined at once.
+ */
+static bool
+peek_is_due(struct conn *c, uint32_t revents)
+{
+	int queued = 0;
+
+	if (c->peeked == 0 || (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+		return true;
+	if (ioctl(c->io.fd, FIONREAD, &queued) < 0 || queued < 0 || (size_t)queued >= c->peek_due)
+		return true;	/* (when the kernel cannot tell, peek as if every byte mattered) */
+	if ((uint32_t)queued <= c->peeked)
+		return false;	/* nothing new: what listening again reported */
+	if (c->proto == PROTO_TLS)
+		c->peeked = (uint32_t)queued;	/* counted: no parse before c->peek_due */
+	uint64_t since_first_peek = loop_now_ms() - c->first_peek_ms;
+	c->peek_later.cb = on_peek_later;
+	if (loop_timer_arm(server.loop, &c->peek_later,
+			   since_first_peek > PEEK_LATER_MS ? since_first_peek : PEEK_LATER_MS) < 0)
+		return true;
+	if (loop_io_mod(server.loop, &c->io, EPOLLRDHUP | EPOLLET) < 0) {
+		loop_timer_cancel(server.loop, &c->peek_later);
+		return true;
+	}
+	return false;
+}
+
+/* A readable event: the PROXY header if one is due, then peek when worth it. */
 static void
 conn_peek(struct conn *c, uint32_t revents)
 {
@@ -481,6 +561,14 @@ conn_peek(struct conn *c, uint32_t revents)
 			return;
 		}
 	}
+	if (peek_is_due(c, revents))
+		peek_and_decide(c, revents);
+}
+
+/* Peek at everything the client sent so far and ask the listener's parser. */
+static void
+peek_and_decide(struct conn *c, uint32_t revents)
+{
 peek_again:;
 	ssize_t n = recv(c->io.fd, peek_buf, sizeof(peek_buf), MSG_PEEK | MSG_DONTWAIT);
 	if (n == 0) {
@@ -493,6 +581,10 @@ peek_again:;
 		conn_reject(c, OUTCOME_CLOSED, strerror(errno));
 		return;
 	}
+	if (c->peeked == 0)
+		c->first_peek_ms = loop_now_ms();
+	c->peeked = (uint32_t)n;
+	c->peek_due = (size_t)n < PEEK_MAX / 2 ? 2 * (uint32_t)n : PEEK_MAX;
 	if (c->proto == 0 && detect_protocol(c, (size_t)n, revents) < 0)
 		return;
 	memset(&c->peek, 0, sizeof(c->peek));
@@ -523,8 +615,10 @@ peek_again:;
 		} else if (revents & (EPOLLRDHUP | EPOLLHUP)) {
 			/* No more bytes can come: the deadline would only delay the end. */
 			conn_reject(c, OUTCOME_CLOSED, "client closed in the middle of its hello/request");
-		} else if (c->proto == PROTO_TLS && !wait_for_bytes(c, tls_bytes_needed(peek_buf, (size_t)n))) {
-			goto peek_again;	/* bounded: each round needs more bytes, up to PEEK_MAX */
+		} else if (c->proto == PROTO_TLS) {
+			c->peek_due = (uint32_t)tls_bytes_needed(peek_buf, (size_t)n);
+			if (!wait_for_bytes(c, c->peek_due))
+				goto peek_again;	/* bounded: each round needs more bytes, up to PEEK_MAX */
 		}
 		return;	/* edge-triggered: the next segment brings the next event */
 	case PEEK_INVALID:

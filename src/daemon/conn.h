@@ -53,6 +53,10 @@ struct conn {
 	bool proxy_header_done;		/* accept-proxy: the PROXY header was consumed */
 	struct http_progress http_progress;	/* HTTP listener: the parser's progress between events */
 	int rcvlowat;			/* TLS listener: SO_RCVLOWAT we set while peeking; 0 if untouched */
+	uint32_t peeked;		/* bytes the last peek examined; 0 before the first */
+	uint32_t peek_due;		/* queued bytes that make the next peek worth its copy */
+	uint64_t first_peek_ms;		/* monotonic: when the first peek found bytes */
+	struct loop_timer peek_later;	/* ends a pause in listening for bytes short of peek_due */
 	struct target *waiting_at;	/* CONN_WAITING: whose queue holds us */
 	TAILQ_ENTRY(conn) queue;	/* link in that upstream's waiting queue */
 	TAILQ_ENTRY(conn) all_link;	/* link in the live list, then the dead list */
