@@ -11,13 +11,20 @@ from pathlib import Path
 import harness
 from harness import free_port, read_text, wait_for
 
-SMALL, BIG = 4000, 15700
-ROUNDS = 3
+SMALL_HELLO, SMALL_HEAD, BIG = 4000, 2000, 15700
+# The kernel charges the softirq work of other traffic to whichever task is
+# on the CPU (no IRQ time accounting), so a busy machine only ever adds to
+# a measurement: the least of several tries estimates the cost, and more
+# tries are made, up to MAX_ROUNDS, while the least costs are still out of
+# bounds. Code whose cost grows with the square never gets near the bound.
+ROUNDS, MAX_ROUNDS = 3, 8
 # The CPU a hello or head costs the daemon when it arrives one byte per
-# segment, at two sizes, in one run: work linear in the bytes grows about 4
-# times from the small to the big one; work that peeks (copies) or parses
-# the whole prefix again on every segment grows with the square, a ratio
-# near 10 (figures in docs/architecture.md, peek section).
+# segment, at two sizes, in one run: work linear in the bytes grows at most
+# as the bytes do (3.9 times for hellos); work that peeks (copies) or parses
+# the whole prefix again on every segment grows with the square. For heads
+# (7.85 times the bytes) the bound also fails work done on every segment,
+# as a peek of the whole prefix per segment was (figures in
+# docs/architecture.md, peek section).
 GROWTH_BOUND = 6.0
 
 
@@ -69,27 +76,30 @@ def cpu_ns(pid):
 	return total
 
 
-def cpu_growth(hx, monkeypatch, protocol, make_data, pause):
-	"""Send make_data(SMALL) and make_data(BIG) one byte per segment to a
-	listener of protocol, ROUNDS times alternating, and return how many times
-	the least CPU cost of the big one is the least of the small one (nothing
-	routes, so each ends in a refusal). The release build: ASan's cost per
-	system call would hide the peek and parse work."""
+def cpu_growth(hx, monkeypatch, protocol, make_data, small, pause):
+	"""Send make_data(small) and make_data(BIG) one byte per segment to a
+	listener of protocol, ROUNDS times alternating (up to MAX_ROUNDS, see
+	there), and return how many times the least CPU cost of the big one is
+	the least of the small one (nothing routes, so each ends in a refusal).
+	The release build: ASan's cost per system call would hide the peek and
+	parse work."""
 	release = harness.REPO / "build" / "handoff"
 	assert os.access(release, os.X_OK), f"{release} is missing: run 'make' (the release build)"
 	monkeypatch.setattr(harness, "HANDOFF", release)
 	port = free_port()
 	d = hx.daemon(hx.config([f"127.0.0.1:{port} {protocol}"], peek_timeout="60s"))
-	costs = {SMALL: [], BIG: []}
-	for _ in range(ROUNDS):
+	costs = {small: [], BIG: []}
+	for rounds in range(1, MAX_ROUNDS + 1):
 		for size in costs:
 			data = make_data(size)
 			start = cpu_ns(d.pid)
 			send_one_byte_segments(port, data, pause)
 			costs[size].append((cpu_ns(d.pid) - start) / 1e6)
-	d.wait_access(lambda r: r.get("outcome") == "no-route", count=2 * ROUNDS, timeout=30)
-	growth = min(costs[BIG]) / max(min(costs[SMALL]), 0.01)
-	print(f"{protocol}: CPU ms for one {SMALL}/{BIG}-byte prefix in 1-byte segments: {costs}, growth {growth:.1f}")
+		growth = min(costs[BIG]) / max(min(costs[small]), 0.01)
+		if rounds >= ROUNDS and growth < GROWTH_BOUND:
+			break
+	d.wait_access(lambda r: r.get("outcome") == "no-route", count=2 * rounds, timeout=30)
+	print(f"{protocol}: CPU ms for one {small}/{BIG}-byte prefix in 1-byte segments: {costs}, growth {growth:.1f}")
 	return growth, costs
 
 
@@ -101,18 +111,18 @@ def test_peek_cpu_is_linear_in_hello_bytes(hx, monkeypatch):
 	memory for the big hello comes under pressure (ss -tm: more than 7/8 of
 	its receive buffer from about 7000 bytes on), which wakes the daemon
 	below SO_RCVLOWAT on every segment."""
-	growth, costs = cpu_growth(hx, monkeypatch, "tls", hello, 0.0002)
+	growth, costs = cpu_growth(hx, monkeypatch, "tls", hello, SMALL_HELLO, 0.0002)
 	assert growth < GROWTH_BOUND, (f"a {BIG}-byte hello in 1-byte segments cost {growth:.1f} times "
-				       f"a {SMALL}-byte one (ms: {costs}): the peek work is not linear")
+				       f"a {SMALL_HELLO}-byte one (ms: {costs}): the peek work is not linear")
 
 
 def test_peek_cpu_is_linear_in_head_bytes(hx, monkeypatch):
-	"""An HTTP head sent one byte per segment costs the daemon CPU in
-	proportion to its length: no event copies the whole prefix again for a
-	byte or two."""
-	growth, costs = cpu_growth(hx, monkeypatch, "http", head, 0.00005)
+	"""An HTTP head sent one byte per segment costs the daemon no work per
+	segment: no event copies the whole prefix again for a byte or two, so
+	7.85 times the bytes cost less than GROWTH_BOUND times the CPU."""
+	growth, costs = cpu_growth(hx, monkeypatch, "http", head, SMALL_HEAD, 0.00005)
 	assert growth < GROWTH_BOUND, (f"a {BIG}-byte head in 1-byte segments cost {growth:.1f} times "
-				       f"a {SMALL}-byte one (ms: {costs}): the peek work is not linear")
+				       f"a {SMALL_HEAD}-byte one (ms: {costs}): the peek work is not linear")
 
 
 CLIENTS = textwrap.dedent("""
