@@ -124,6 +124,36 @@ parse_range(const char *s, unsigned min, unsigned max, unsigned *out)
 	return true;
 }
 
+enum cidr_result
+parse_cidr(const char *item, struct config_cidr *c, unsigned *max_prefix)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *slash = strchr(item, '/');
+	size_t host_len = slash ? (size_t)(slash - item) : strlen(item);
+	if (host_len >= sizeof(host))
+		return CIDR_BAD_ADDRESS;
+	memcpy(host, item, host_len);
+	host[host_len] = '\0';
+	char *h = host;
+	if (h[0] == '[' && host_len > 2 && h[host_len - 1] == ']') {
+		h[host_len - 1] = '\0';
+		h++;
+	}
+	if (inet_pton(AF_INET, h, c->addr) == 1) {
+		c->family = AF_INET;
+		*max_prefix = 32;
+	} else if (inet_pton(AF_INET6, h, c->addr) == 1) {
+		c->family = AF_INET6;
+		*max_prefix = 128;
+	} else {
+		return CIDR_BAD_ADDRESS;
+	}
+	c->prefix = *max_prefix;
+	if (slash != NULL && !parse_range(slash + 1, 0, *max_prefix, &c->prefix))
+		return CIDR_BAD_PREFIX;
+	return CIDR_OK;
+}
+
 /* "500ms", "10s", "2m" or a bare number of seconds; > 0 and at most an hour. */
 bool
 parse_duration(const char *s, unsigned *ms)

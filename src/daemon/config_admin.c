@@ -82,30 +82,11 @@ parse_admin_allow(struct parser *p, const char *value, struct config_admin *a)
 			return fail(p, "admin allow: more than %d client ranges in all (use wider prefixes)",
 				    CONFIG_MAX_ADMIN_ALLOW);
 		struct config_cidr *c = &a->allow[a->n_allow];
-		char host[INET6_ADDRSTRLEN + 2];
-		const char *slash = strchr(item, '/');
-		size_t host_len = slash ? (size_t)(slash - item) : strlen(item);
-		if (host_len >= sizeof(host))
-			return fail(p, "admin allow: bad client range '%s' (expected e.g. 10.0.0.0/8 or ::1)", item);
-		memcpy(host, item, host_len);
-		host[host_len] = '\0';
-		char *h = host;
-		if (h[0] == '[' && host_len > 2 && h[host_len - 1] == ']') {
-			h[host_len - 1] = '\0';
-			h++;
-		}
 		unsigned max_prefix;
-		if (inet_pton(AF_INET, h, c->addr) == 1) {
-			c->family = AF_INET;
-			max_prefix = 32;
-		} else if (inet_pton(AF_INET6, h, c->addr) == 1) {
-			c->family = AF_INET6;
-			max_prefix = 128;
-		} else {
+		enum cidr_result r = parse_cidr(item, c, &max_prefix);
+		if (r == CIDR_BAD_ADDRESS)
 			return fail(p, "admin allow: bad client range '%s' (expected e.g. 10.0.0.0/8 or ::1)", item);
-		}
-		c->prefix = max_prefix;
-		if (slash != NULL && !parse_range(slash + 1, 0, max_prefix, &c->prefix))
+		if (r == CIDR_BAD_PREFIX)
 			return fail(p, "admin allow: bad prefix length in '%s' (expected 0..%u)", item, max_prefix);
 		a->n_allow++;
 	}

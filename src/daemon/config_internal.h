@@ -52,6 +52,11 @@ int fail_usage(struct parser *p, const struct directive *d);
 /* Decimal digits only: no sign, no blanks, no base prefixes. */
 bool parse_decimal(const char *s, unsigned long long max, unsigned long long *out);
 bool parse_range(const char *s, unsigned min, unsigned max, unsigned *out);
+/* One client range: "10.0.0.0/8", "192.0.2.7" or "[2001:db8::]/32" (brackets
+ * optional for IPv6) into c. On CIDR_BAD_PREFIX, *max_prefix is the bound the
+ * prefix length broke (32 or 128), for the caller's message. */
+enum cidr_result { CIDR_OK, CIDR_BAD_ADDRESS, CIDR_BAD_PREFIX };
+enum cidr_result parse_cidr(const char *item, struct config_cidr *c, unsigned *max_prefix);
 /* "500ms", "10s", "2m" or a bare number of seconds; > 0 and at most an hour. */
 bool parse_duration(const char *s, unsigned *ms);
 

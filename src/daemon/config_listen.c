@@ -90,30 +90,11 @@ parse_trusted(struct parser *p, const char *value, struct config_listener *l)
 		if (l->n_trusted == CONFIG_MAX_TRUSTED)
 			return fail(p, "listen: accept-proxy lists more than %d sources", CONFIG_MAX_TRUSTED);
 		struct config_cidr *c = &l->trusted[l->n_trusted];
-		char host[INET6_ADDRSTRLEN + 2];
-		const char *slash = strchr(item, '/');
-		size_t host_len = slash ? (size_t)(slash - item) : strlen(item);
-		if (host_len >= sizeof(host))
-			return fail(p, "listen: bad accept-proxy source '%s' (expected e.g. 10.0.0.0/8 or ::1)", item);
-		memcpy(host, item, host_len);
-		host[host_len] = '\0';
-		char *h = host;
-		if (h[0] == '[' && host_len > 2 && h[host_len - 1] == ']') {
-			h[host_len - 1] = '\0';
-			h++;
-		}
 		unsigned max_prefix;
-		if (inet_pton(AF_INET, h, c->addr) == 1) {
-			c->family = AF_INET;
-			max_prefix = 32;
-		} else if (inet_pton(AF_INET6, h, c->addr) == 1) {
-			c->family = AF_INET6;
-			max_prefix = 128;
-		} else {
+		enum cidr_result r = parse_cidr(item, c, &max_prefix);
+		if (r == CIDR_BAD_ADDRESS)
 			return fail(p, "listen: bad accept-proxy source '%s' (expected e.g. 10.0.0.0/8 or ::1)", item);
-		}
-		c->prefix = max_prefix;
-		if (slash != NULL && !parse_range(slash + 1, 0, max_prefix, &c->prefix))
+		if (r == CIDR_BAD_PREFIX)
 			return fail(p, "listen: bad prefix length in '%s' (expected 0..%u)", item, max_prefix);
 		l->n_trusted++;
 	}
