@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness import HANDOFF, UPSTREAM, Harness
+from preload_helpers import HandoffRun
 
 CERT_NAMES = ("a.example", "b.example", "*.apps.example", "y.apps.example")
 TEST_NUMBERS = itertools.count(1)
@@ -90,3 +91,23 @@ def hx(request, workroot, certs):
 	problems = harness.close()
 	if problems:
 		pytest.fail("teardown found problems:\n" + "\n\n".join(problems), pytrace=False)
+
+
+@pytest.fixture
+def runs(hx):
+	"""Start `handoff run` processes (for a.example unless names are given);
+	all are stopped (SIGTERM, passed on to the server) and checked at
+	teardown, before the daemons stop."""
+	started = []
+
+	def start(label, program, names=("a.example",), ports=(), **options):
+		run = HandoffRun(hx, label, names, ports, program, **options)
+		started.append(run)
+		return run
+
+	yield start
+	problems = []
+	for run in started:
+		problems += run.stop()
+	if problems:
+		pytest.fail("\n\n".join(problems), pytrace=False)

@@ -10,28 +10,9 @@ from pathlib import Path
 import pytest
 
 from harness import HANDOFF, free_port, http_get, https_get, wait_for
-from preload_helpers import PRELOAD, PYTHON, HandoffRun, json_body, probe_command, upstream_ids
+from preload_helpers import PRELOAD, PYTHON, json_body, probe_command, upstream_ids
 
 NAME = "a.example"
-
-
-@pytest.fixture
-def runs(hx):
-	"""Start `handoff run` processes; all are stopped (SIGTERM, passed on
-	to the server) and checked at teardown, before the daemons stop."""
-	started = []
-
-	def start(label, program, names=(NAME,), ports=(), **options):
-		run = HandoffRun(hx, label, names, ports, program, **options)
-		started.append(run)
-		return run
-
-	yield start
-	problems = []
-	for run in started:
-		problems += run.stop()
-	if problems:
-		pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 def http_daemon(hx, port, grants=("* to self",)):

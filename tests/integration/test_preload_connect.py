@@ -8,28 +8,11 @@ from pathlib import Path
 import pytest
 
 from harness import free_port, http_get
-from preload_helpers import PYTHON, HandoffRun, json_body, names_files
+from preload_helpers import PYTHON, json_body, names_files
 
 NAME = "a.example"
 PROBE = Path(__file__).resolve().parent / "self_connect_probe.py"
 WIRE_LOCAL_MAGIC = 0x4c464f48
-
-
-@pytest.fixture
-def runs(hx):
-	started = []
-
-	def start(label, program, ports):
-		run = HandoffRun(hx, label, (NAME,), ports, program)
-		started.append(run)
-		return run
-
-	yield start
-	problems = []
-	for run in started:
-		problems += run.stop()
-	if problems:
-		pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 def has_ipv6_loopback():

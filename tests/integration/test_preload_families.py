@@ -4,26 +4,9 @@ import json
 import pytest
 
 from harness import free_port, http_get, tls_failure
-from preload_helpers import PYTHON, HandoffRun
+from preload_helpers import PYTHON
 
 NAME = "a.example"
-
-
-@pytest.fixture
-def runs(hx):
-	started = []
-
-	def start(label, program, ports=(), **options):
-		run = HandoffRun(hx, label, (NAME,), ports, program, **options)
-		started.append(run)
-		return run
-
-	yield start
-	problems = []
-	for run in started:
-		problems += run.stop()
-	if problems:
-		pytest.fail("\n\n".join(problems), pytrace=False)
 
 
 # An ordinary server that answers each request with what accept(),
