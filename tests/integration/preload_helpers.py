@@ -449,6 +449,20 @@ def probe_main(argv):
 
 # ---- the test side ----
 
+def terminate(proc, timeout=STOP_TIMEOUT):
+	"""SIGTERM to a running process and wait for it; SIGKILL if it has not
+	exited within timeout. False if it had to be killed."""
+	if proc.poll() is None:
+		proc.send_signal(signal.SIGTERM)
+		try:
+			proc.wait(timeout)
+		except subprocess.TimeoutExpired:
+			proc.kill()
+			proc.wait(timeout)
+			return False
+	return True
+
+
 class HandoffRun:
 	"""A `handoff run` process (build/asan/handoff) with its stdout and
 	stderr in files; stopped by PID and checked for sanitizer reports."""
@@ -512,14 +526,8 @@ class HandoffRun:
 
 	def stop(self):
 		"""SIGTERM (passed on to the server), wait; returns problems found."""
-		if self.proc.poll() is None:
-			self.proc.send_signal(signal.SIGTERM)
-			try:
-				self.proc.wait(STOP_TIMEOUT)
-			except subprocess.TimeoutExpired:
-				self.proc.kill()
-				self.proc.wait(STOP_TIMEOUT)
-				return [f"handoff run {self.label} ignored SIGTERM"]
+		if not terminate(self.proc):
+			return [f"handoff run {self.label} ignored SIGTERM"]
 		findings = sanitizer_findings(self.stderr())
 		if findings:
 			return [f"sanitizer reports from handoff run {self.label}:\n" + "\n".join(findings)]

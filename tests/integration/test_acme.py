@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -24,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from harness import free_port, read_text, wait_for
+from preload_helpers import terminate
 from servers_helpers import Site, setup_nginx
 
 NAME = "acme.example"
@@ -72,13 +72,7 @@ class Service:
 		return read_text(self.log_path)
 
 	def stop(self):
-		if self.proc.poll() is None:
-			self.proc.send_signal(signal.SIGTERM)
-			try:
-				self.proc.wait(STOP_TIMEOUT)
-			except subprocess.TimeoutExpired:
-				self.proc.kill()
-				self.proc.wait(STOP_TIMEOUT)
+		terminate(self.proc, STOP_TIMEOUT)
 
 
 def listening(port):

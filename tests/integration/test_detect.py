@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness import HANDOFF, REQUEST_TIMEOUT, START_TIMEOUT, STOP_TIMEOUT, free_port, https_get, read_text, wait_for
+from preload_helpers import terminate
 
 
 class Backend:
@@ -230,13 +231,7 @@ class RunServer:
 		return read_text(self.log_path)
 
 	def stop(self):
-		if self.proc.poll() is None:
-			self.proc.send_signal(signal.SIGTERM)
-			try:
-				self.proc.wait(STOP_TIMEOUT)
-			except subprocess.TimeoutExpired:
-				self.proc.kill()
-				self.proc.wait(STOP_TIMEOUT)
+		terminate(self.proc, STOP_TIMEOUT)
 
 
 def test_handoff_run_alpn_takes_only_clients_offering_its_id(hx):
