@@ -174,5 +174,7 @@ bool read_metadata(int fd, struct listener_shadow *sh);
 int fresh_tcp_socket(int family);
 int receiver_daemon_uid(int fd, uid_t *uid);
 bool is_receiver_socket(int fd);
+/* Is fd a TCP socket of the given family (SO_DOMAIN, SO_TYPE, SO_PROTOCOL)? */
+bool is_tcp_socket(int fd, int family);
 
 #endif

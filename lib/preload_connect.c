@@ -90,23 +90,6 @@ static bool parse_target(const struct sockaddr *addr, socklen_t len, struct targ
 	return t->port != 0;
 }
 
-/* Is fd a TCP socket of the address's family, as connect() would need? */
-static bool is_tcp_socket(int fd, int family)
-{
-	int domain = 0, type = 0, protocol = 0;
-	socklen_t optlen = sizeof(int);
-
-	if (real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &optlen) < 0)
-		return false;
-	optlen = sizeof(int);
-	if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &optlen) < 0)
-		return false;
-	optlen = sizeof(int);
-	if (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &optlen) < 0)
-		return false;
-	return domain == family && type == SOCK_STREAM && protocol == IPPROTO_TCP;
-}
-
 /* Does an IPv6 listener also take IPv4 connections? The value the server
  * set, else a fresh socket's (the net.ipv6.bindv6only default). */
 static bool listener_is_v6only(const struct listener_shadow *sh)

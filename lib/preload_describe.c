@@ -277,3 +277,19 @@ bool is_receiver_socket(int fd)
 		return false;
 	return domain == AF_UNIX && type == SOCK_DGRAM;
 }
+
+bool is_tcp_socket(int fd, int family)
+{
+	int domain = 0, type = 0, protocol = 0;
+	socklen_t optlen = sizeof(int);
+
+	if (real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &optlen) < 0)
+		return false;
+	optlen = sizeof(int);
+	if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &optlen) < 0)
+		return false;
+	optlen = sizeof(int);
+	if (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &optlen) < 0)
+		return false;
+	return domain == family && type == SOCK_STREAM && protocol == IPPROTO_TCP;
+}

@@ -166,8 +166,6 @@ fail:
 static bool wants_swap(int fd, const struct sockaddr *addr, socklen_t len,
 		       const struct handed_off_port **handed_off)
 {
-	int domain = 0, type = 0, protocol = 0;
-	socklen_t optlen;
 	unsigned short port;
 
 	if (!addr || n_ports == 0)
@@ -181,16 +179,7 @@ static bool wants_swap(int fd, const struct sockaddr *addr, socklen_t len,
 	*handed_off = handed_off_port(port);
 	if (!*handed_off)
 		return false;
-	optlen = sizeof(int);
-	if (real_getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &optlen) < 0)
-		return false;
-	optlen = sizeof(int);
-	if (real_getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &optlen) < 0)
-		return false;
-	optlen = sizeof(int);
-	if (real_getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &optlen) < 0)
-		return false;
-	return domain == addr->sa_family && type == SOCK_STREAM && protocol == IPPROTO_TCP;
+	return is_tcp_socket(fd, addr->sa_family);
 }
 
 /* The address getsockname() reports for a bound TCP socket. */
