@@ -19,7 +19,8 @@
 # Workloads: new TLS connections with full handshakes and with resumed ones
 # (tlsconn, one 1 KiB request each), new plain-HTTP connections routed by
 # Host (wrk, "Connection: close"), HTTPS keep-alive requests (wrk), a large
-# HTTPS download (curl). Around every measurement the CPU time of the proxy
+# HTTPS download (curl); then bench/memory.sh adds the daemon's memory with
+# 10,000 connections held (2,000 in quick mode). Around every measurement the CPU time of the proxy
 # and of the server is read from /proc/PID/stat. The measurements run in
 # rounds; in every round each workload runs once per path, the paths in a
 # rotated order, so that drift of the machine's load or a position in the
@@ -639,6 +640,9 @@ main() {
 	echo "load_after	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/machine.tsv"
 	echo "duration	$((SECONDS - began)) s" >>"$WORK/machine.tsv"
 	python3 "$BENCH_DIR/report.py" "$WORK/machine.tsv" "$RESULTS"
+	# Last section: the daemon's memory with many connections held (its own daemon, nginx and ports).
+	[ "$QUICK" = 1 ] && export BENCH_MEMORY_CONNECTIONS=${BENCH_MEMORY_CONNECTIONS:-2000}
+	"$BENCH_DIR/memory.sh" || die "bench/memory.sh failed"
 }
 
 main "$@"
