@@ -88,10 +88,11 @@ class Daemon:
 	"""One handoff daemon from build/asan, started with a config file; every
 	start writes its stderr to a fresh file so restarts can be told apart."""
 
-	def __init__(self, workdir, config_text, tag="handoff", nofile=None):
+	def __init__(self, workdir, config_text, tag="handoff", nofile=None, env=None):
 		self.workdir = Path(workdir)
 		self.tag = tag
 		self.nofile = nofile	# RLIMIT_NOFILE (soft = hard) for the daemon, or None
+		self.env = dict(env or {})	# extra environment, applied over the defaults
 		self.config_path = self.workdir / f"{tag}.conf"
 		self.config_path.write_text(config_text)
 		match = re.search(r"^\s*access-log\s+(/\S+)", config_text, re.M)
@@ -106,6 +107,7 @@ class Daemon:
 		self.stderr_path = self.workdir / f"{self.tag}.{self.runs}.stderr"
 		env = dict(os.environ, ASAN_OPTIONS=DAEMON_ASAN_OPTIONS,
 			   UBSAN_OPTIONS="print_stacktrace=1")
+		env.update(self.env)
 		limit = self.nofile
 
 		def set_limit():
@@ -270,8 +272,8 @@ class Harness:
 		lines += [f"grant {spec}" for spec in grants]
 		return "\n".join(lines) + "\n"
 
-	def daemon(self, config_text, tag="handoff", nofile=None):
-		d = Daemon(self.dir, config_text, tag, nofile)
+	def daemon(self, config_text, tag="handoff", nofile=None, env=None):
+		d = Daemon(self.dir, config_text, tag, nofile, env)
 		self.daemons.append(d)
 		return d.start()
 
