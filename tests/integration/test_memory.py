@@ -224,7 +224,9 @@ def test_handed_off_connections_held_by_nginx_leave_the_daemon_unchanged(hx, run
 	per_conn = (held - before) * 1024 / COUNT
 	print(f"daemon with {COUNT} handed-off connections held by nginx: descriptors {baseline_fds} -> {held_fds}, "
 	      f"RSS KiB {before} -> {held} ({per_conn:.0f} bytes per connection)")
-	assert held_fds == baseline_fds
+	# Not one more than before (the ASan build sometimes closes one of its
+	# own, unrelated to the clients, in between: 13 -> 12).
+	assert held_fds <= baseline_fds
 	# A connection kept in any form costs about 2 KiB, 3 KiB under ASan
 	# (the test above). Measured: nothing in the plain build, about 640
 	# bytes per connection in the ASan build, whose allocator reuses less.
