@@ -30,8 +30,8 @@ struct wire_header {
 	uint8_t protocol;		/* enum wire_protocol */
 	uint8_t name_len;		/* bytes in name, 0 if the client sent none */
 	uint8_t alpn_len;		/* bytes in alpn (TLS ALPN list, wire form) */
-	uint8_t flags;			/* reserved, 0 */
-	uint32_t local_len;		/* valid bytes in local */
+	uint8_t flags;			/* WIRE_FLAG_* */
+	uint32_t local_len;		/* valid bytes in local; 0: ask the socket */
 	uint32_t peer_len;		/* valid bytes in peer */
 	uint64_t accepted_us;		/* CLOCK_REALTIME microseconds at accept */
 	struct sockaddr_storage local;	/* the listener's address the client reached */
@@ -39,6 +39,10 @@ struct wire_header {
 	char name[256];			/* normalised name, NUL-terminated */
 	uint8_t alpn[256];
 };
+
+/* peer is the socket's own peer address (no PROXY header came in between),
+ * so the receiver need not ask the socket for it. */
+#define WIRE_FLAG_PEER_IS_SOCKET	0x01
 
 /*
  * The other message a receiver takes: a connection a server made to the

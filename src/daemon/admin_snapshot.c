@@ -6,8 +6,10 @@
 
 #include "admin_internal.h"
 #include "config.h"
+#include "conn.h"
 #include "generation.h"
 #include "listener.h"
+#include "net.h"
 #include "registry.h"
 #include "relay.h"
 #include "route.h"
@@ -225,10 +227,12 @@ connections_json(void)
 	for (size_t i = 0; i < n; i++) {
 		const struct stats_recent *r = &recent[i];
 		json_t *o = json_object();
+		char client[64];
+		net_addr_text(&r->client, client, sizeof(client));
 		SET(o, "time", json_real((double)r->when_real_us / 1e6));
-		SET(o, "client", json_string(r->client));
+		SET(o, "client", json_string(client));
 		SET(o, "listener", json_string(r->listener));
-		SET(o, "protocol", json_string(r->protocol));
+		SET(o, "protocol", json_string(client_proto_name(r->proto)));
 		SET(o, "name", r->name[0] ? json_string(r->name) : json_null());
 		SET(o, "upstream", r->upstream[0] ? json_string(r->upstream) : json_null());
 		SET(o, "outcome", json_string(outcome_name(r->outcome)));

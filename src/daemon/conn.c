@@ -71,8 +71,8 @@ outcome_name(enum outcome outcome)
 }
 
 /* "tls", "http", "ssh", "silent", or "-" before a detect listener knows. */
-static const char *
-proto_name(enum client_proto proto)
+const char *
+client_proto_name(enum client_proto proto)
 {
 	switch (proto) {
 	case PROTO_TLS:
@@ -99,17 +99,39 @@ conns_reap(void)
 	}
 }
 
+const char *
+conn_peer_text(struct conn *c)
+{
+	/* Formatted on first use: most connections are handed off without
+	 * anyone reading it (no log line, access log off). */
+	if (c->peer_text[0] == '\0')
+		net_addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
+	return c->peer_text;
+}
+
+void
+conn_local_address(struct conn *c)
+{
+	if (c->local_len != 0 || c->io.fd < 0)
+		return;
+	c->local_len = sizeof(c->local);
+	if (getsockname(c->io.fd, (struct sockaddr *)&c->local, &c->local_len) < 0)
+		c->local_len = 0;
+}
+
 static void
-log_access(const struct conn *c, enum outcome outcome, const char *upstream_id, const char *why)
+log_access(struct conn *c, enum outcome outcome, const char *upstream_id, const char *why)
 {
 	const struct config_listener *lc = c->listener->cfg;
 	char relay_text[128] = "";
+	if (!accesslog_enabled())
+		return;
 	if (outcome == OUTCOME_RELAYED)
 		snprintf(relay_text, sizeof(relay_text), " bytes_up=%llu bytes_down=%llu duration_ms=%llu",
 			 (unsigned long long)c->relayed.bytes_up, (unsigned long long)c->relayed.bytes_down,
 			 (unsigned long long)(c->relayed.duration_us / 1000));
 	accesslog_write("client=%s%s%s listener=%s proto=%s name=%s upstream=%s outcome=%s peek_us=%llu%s%s%s%s",
-			c->peer_text, c->via_text[0] ? " via=" : "", c->via_text, lc->text, proto_name(c->proto),
+			conn_peer_text(c), c->via_text[0] ? " via=" : "", c->via_text, lc->text, client_proto_name(c->proto),
 			c->has_name && c->peek.name[0] ? c->peek.name : "-",
 			upstream_id ? upstream_id : "-", outcome_name(outcome),
 			(unsigned long long)c->peek_us, relay_text,
@@ -314,7 +336,7 @@ consume_proxy_header(struct conn *c, size_t peeked)
 	case PEEK_FOUND:
 		break;
 	default:
-		log_info("invalid PROXY header from %s on %s: %s", c->peer_text, c->listener->cfg->text,
+		log_info("invalid PROXY header from %s on %s: %s", conn_peer_text(c), c->listener->cfg->text,
 			 pr.why ? pr.why : "malformed");
 		conn_reject(c, OUTCOME_INVALID, pr.why ? pr.why : "invalid PROXY header");
 		return -1;
@@ -326,10 +348,10 @@ consume_proxy_header(struct conn *c, size_t peeked)
 	c->proxy_header_done = true;
 	if (pr.is_local)
 		return 1;	/* a health check of the balancer itself: keep our view */
-	snprintf(c->via_text, sizeof(c->via_text), "%s", c->peer_text);
+	snprintf(c->via_text, sizeof(c->via_text), "%s", conn_peer_text(c));
 	c->peer = pr.src;
 	c->peer_len = pr.src.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-	net_addr_text(&c->peer, c->peer_text, sizeof(c->peer_text));
+	c->peer_text[0] = '\0';	/* the real client's, when asked */
 	/* Limits apply to the real client, not to the balancer. */
 	iplimit_release(c->ip_slot);
 	c->ip_slot = iplimit_acquire(&c->peer, server.cfg.max_per_ip);
@@ -407,7 +429,7 @@ restore_rcvlowat(struct conn *c)
 	if (c->rcvlowat == 0 || c->io.fd < 0)
 		return;
 	if (setsockopt(c->io.fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat)) < 0)
-		log_warn("cannot restore SO_RCVLOWAT for %s", c->peer_text);
+		log_warn("cannot restore SO_RCVLOWAT for %s", conn_peer_text(c));
 	c->rcvlowat = 0;
 }
 
@@ -445,7 +467,7 @@ detect_protocol(struct conn *c, size_t n, uint32_t revents)
 		return -1;
 	case PEEK_INVALID:
 		c->peek_us = loop_now_us() - c->accepted_us;
-		log_info("unknown protocol from %s on %s: %s", c->peer_text, c->listener->cfg->text, dr.why);
+		log_info("unknown protocol from %s on %s: %s", conn_peer_text(c), c->listener->cfg->text, dr.why);
 		conn_reject(c, OUTCOME_INVALID, dr.why);
 		return -1;
 	case PEEK_FOUND:
@@ -498,7 +520,7 @@ on_peek_later(struct loop_timer *timer)
 	if (c->state == CONN_PEEKING && c->proto != PROTO_TLS)
 		peek_and_decide(c, 0);
 	if (c->state == CONN_PEEKING && loop_io_mod(server.loop, &c->io, PEEK_EVENTS) < 0) {
-		log_warn("cannot watch connection from %s", c->peer_text);
+		log_warn("cannot watch connection from %s", conn_peer_text(c));
 		conn_reject(c, OUTCOME_REFUSED, "internal error");
 	}
 }
@@ -625,7 +647,7 @@ peek_again:;
 		c->peek_us = loop_now_us() - c->accepted_us;
 		log_info("invalid %s from %s on %s: %s",
 			 c->proto == PROTO_TLS ? "ClientHello" : c->proto == PROTO_SSH ? "SSH identification" : "request head",
-			 c->peer_text, c->listener->cfg->text, c->peek.why ? c->peek.why : "malformed");
+			 conn_peer_text(c), c->listener->cfg->text, c->peek.why ? c->peek.why : "malformed");
 		conn_reject(c, OUTCOME_INVALID, c->peek.why);
 		return;
 	case PEEK_FOUND:
@@ -668,10 +690,6 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 	c->state = CONN_PEEKING;
 	c->peer = *peer;
 	c->peer_len = peer_len;
-	c->local_len = sizeof(c->local);
-	if (getsockname(fd, (struct sockaddr *)&c->local, &c->local_len) < 0)
-		c->local_len = 0;
-	net_addr_text(peer, c->peer_text, sizeof(c->peer_text));
 	c->accepted_us = loop_now_us();
 	c->accepted_real_us = net_realtime_us();
 	TAILQ_INSERT_TAIL(&live_conns, c, all_link);
@@ -685,13 +703,19 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 		conn_reject(c, OUTCOME_REFUSED, "max-per-ip connections peeking from this address");
 		return;
 	}
+	/* Most clients send their hello or request with the handshake's last
+	 * ACK, so it is usually queued already: look now, and a connection
+	 * decided at once costs no epoll registration and no timers. */
+	conn_peek(c, 0);
+	if (c->state != CONN_PEEKING)
+		return;
 	/* Edge-triggered: data that stays queued (we only peek) must not keep
 	 * the socket readable in every epoll_wait. Adding reports data that
-	 * arrived before the registration, so nothing is missed. */
+	 * arrived since the look above, so nothing is missed. */
 	if (loop_io_add(server.loop, &c->io, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0 ||
 	    loop_timer_arm(server.loop, &c->deadline, server.cfg.peek_timeout_ms) < 0 ||
 	    (c->proto == 0 && loop_timer_arm(server.loop, &c->silence, listener->cfg->detect_timeout_ms) < 0)) {
-		log_warn("cannot watch connection from %s", c->peer_text);
+		log_warn("cannot watch connection from %s", conn_peer_text(c));
 		conn_reject(c, OUTCOME_REFUSED, "internal error");
 		return;
 	}

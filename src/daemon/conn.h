@@ -70,6 +70,17 @@ struct conn {
 	struct relay_stats relayed;
 };
 
+/* "tls", "http", "ssh", "silent", or "-" before a detect listener knows. */
+const char *client_proto_name(enum client_proto proto);
+
+/* c's client address as text ("192.0.2.1:5000", "[2001:db8::1]:5000"),
+ * formatted on first use. */
+const char *conn_peer_text(struct conn *c);
+
+/* Fill c->local (the address the client reached) if not known yet: the
+ * fast path leaves it to the receiver, which holds the same socket. */
+void conn_local_address(struct conn *c);
+
 /* Take ownership of a freshly accepted, non-blocking client socket. */
 void conn_accepted(struct listener *listener, int fd,
 		   const struct sockaddr_storage *peer, socklen_t peer_len);

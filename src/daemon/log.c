@@ -173,6 +173,12 @@ accesslog_reopen(void)
 	return 0;
 }
 
+bool
+accesslog_enabled(void)
+{
+	return accesslog_fd >= 0;
+}
+
 void
 accesslog_close(void)
 {

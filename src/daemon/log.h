@@ -3,6 +3,7 @@
 #define HANDOFF_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define LOG_PRINTF(a, b) __attribute__((format(printf, a, b)))
@@ -33,6 +34,8 @@ _Noreturn void fatalx(const char *fmt, ...) LOG_PRINTF(1, 2);
 int accesslog_open(const char *spec);
 int accesslog_reopen(void);
 void accesslog_close(void);
+/* Whether access lines go anywhere (false for "access-log off"). */
+bool accesslog_enabled(void);
 /* Write one line (a timestamp is prepended, a newline appended). */
 void accesslog_write(const char *fmt, ...) LOG_PRINTF(1, 2);
 

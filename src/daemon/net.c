@@ -24,6 +24,16 @@ net_addr_text(const struct sockaddr_storage *addr, char *buf, size_t bufsize)
 	}
 }
 
+bool
+net_addr_is_any(const struct sockaddr_storage *addr)
+{
+	if (addr->ss_family == AF_INET)
+		return ((const struct sockaddr_in *)(const void *)addr)->sin_addr.s_addr == htonl(INADDR_ANY);
+	if (addr->ss_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)(const void *)addr)->sin6_addr);
+	return true;
+}
+
 uint64_t
 net_realtime_us(void)
 {

@@ -2,7 +2,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "config.h"
 #include "conn.h"
@@ -89,6 +88,15 @@ stats_peek_ended(const struct conn *c)
 	observe(&row->peek, c->peek_us ? c->peek_us : loop_now_us() - c->accepted_us);
 }
 
+/* src into dst, cut to fit and NUL-terminated. */
+static void
+copy_text(char *dst, size_t size, const char *src)
+{
+	size_t len = strnlen(src, size - 1);
+	memcpy(dst, src, len);
+	dst[len] = '\0';
+}
+
 void
 stats_conn_ended(const struct conn *c, enum outcome outcome, const char *upstream_id, const char *why)
 {
@@ -99,24 +107,21 @@ stats_conn_ended(const struct conn *c, enum outcome outcome, const char *upstrea
 		if (outcome == OUTCOME_HANDOFF)
 			observe(&row->handoff, total_us);
 	}
+	/* Raw fields, turned into text only when someone reads the ring:
+	 * this runs for every connection, the admin endpoint seldom. */
 	struct stats_recent *r = &recent[recent_next];
-	struct timeval tv;
-	gettimeofday(&tv, NULL);
-	memset(r, 0, sizeof(*r));
-	r->when_real_us = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
-	snprintf(r->client, sizeof(r->client), "%s", c->peer_text);
-	if (c->listener != NULL && c->listener->cfg != NULL) {
-		snprintf(r->listener, sizeof(r->listener), "%s", c->listener->cfg->text);
-		snprintf(r->protocol, sizeof(r->protocol), "%s",
-			 c->proto == PROTO_TLS ? "tls" : c->proto == PROTO_HTTP ? "http" : c->proto == PROTO_SSH ? "ssh"
-			 : c->proto == PROTO_SILENT ? "silent" : "-");
-	}
-	snprintf(r->name, sizeof(r->name), "%s", c->has_name && c->peek.name[0] ? c->peek.name : "");
-	snprintf(r->upstream, sizeof(r->upstream), "%s", upstream_id ? upstream_id : "");
+	r->when_real_us = c->accepted_real_us + total_us;
+	r->client = c->peer;
+	r->client_len = c->peer_len;
+	copy_text(r->listener, sizeof(r->listener),
+		  c->listener != NULL && c->listener->cfg != NULL ? c->listener->cfg->text : "");
+	r->proto = c->proto;
+	copy_text(r->name, sizeof(r->name), c->has_name ? c->peek.name : "");
+	copy_text(r->upstream, sizeof(r->upstream), upstream_id ? upstream_id : "");
 	r->outcome = outcome;
 	r->peek_us = c->peek_us;
 	r->total_us = total_us;
-	snprintf(r->why, sizeof(r->why), "%s", why ? why : "");
+	copy_text(r->why, sizeof(r->why), why ? why : "");
 	recent_next = (recent_next + 1) % STATS_RECENT;
 	if (recent_count < STATS_RECENT)
 		recent_count++;

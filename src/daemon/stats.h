@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "server.h"
 
@@ -39,9 +40,10 @@ struct listener_stats {
 #define STATS_RECENT 64
 struct stats_recent {
 	uint64_t when_real_us;		/* wall clock when it ended */
-	char client[64];
+	struct sockaddr_storage client;
+	socklen_t client_len;
 	char listener[80];
-	char protocol[8];
+	enum client_proto proto;
 	char name[256];
 	char upstream[128];
 	enum outcome outcome;

@@ -53,14 +53,14 @@ tcp_relays_refused(void)
 }
 
 static void
-log_refusal(const struct conn *c, const char *why)
+log_refusal(struct conn *c, const char *why)
 {
 	uint64_t now = loop_now_ms();
 	if (refusal_logged && now - refusal_logged_ms < REFUSAL_LOG_INTERVAL_MS) {
 		refused_unlogged++;
 		return;
 	}
-	log_warnx("relay for %s refused: %s (%llu more refused since the last such line)", c->peer_text, why,
+	log_warnx("relay for %s refused: %s (%llu more refused since the last such line)", conn_peer_text(c), why,
 		  (unsigned long long)refused_unlogged);
 	refused_unlogged = 0;
 	refusal_logged_ms = now;
@@ -254,7 +254,7 @@ tcp_target_connect_failed(struct conn *c, const char *why)
 {
 	const struct config_route *route = c->route_cfg;
 	struct target *t = leave_connecting(c);
-	log_info("connect to %s for %s failed: %s", t->label, c->peer_text, why);
+	log_info("connect to %s for %s failed: %s", t->label, conn_peer_text(c), why);
 	target_failed(t, route, why);
 	route_retry(c, t);
 }
@@ -287,6 +287,7 @@ connected(struct conn *c)
 			.alpn = alpn,
 			.alpn_len = alpn_len,
 		};
+		conn_local_address(c);
 		size_t len = proxy_proto_encode(header, sizeof(header), route->proxy_version, &c->peer,
 						&c->local, &tlvs);
 		/* A fresh connection's send buffer is empty: a few hundred bytes fit. */
@@ -300,7 +301,7 @@ connected(struct conn *c)
 	loop_timer_cancel(server.loop, &c->deadline);
 	struct relay *r = relay_start(c->io.fd, server_fd, route->idle_timeout_ms, relay_done, c);
 	if (r == NULL) {
-		log_warn("cannot start a relay for %s", c->peer_text);
+		log_warn("cannot start a relay for %s", conn_peer_text(c));
 		leave_connecting(c);
 		conn_reject(c, OUTCOME_REFUSED, "out of resources for a relay");
 		return;
@@ -347,7 +348,7 @@ deliver_tcp(struct target *t, struct conn *c)
 	if (fd < 0) {
 		int err = errno;
 		relay_leave(c, true);
-		log_info("connect to %s for %s failed: %s", t->label, c->peer_text, strerror(err));
+		log_info("connect to %s for %s failed: %s", t->label, conn_peer_text(c), strerror(err));
 		target_failed(t, tt->route, strerror(err));
 		return DELIVER_FAILED;
 	}

@@ -8,6 +8,7 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "net.h"
 #include "route.h"
 #include "server.h"
 #include "upstream.h"
@@ -42,8 +43,19 @@ send_conn(struct upstream *up, struct conn *c)
 	}
 	h.alpn_len = (uint8_t)(c->peek.alpn_len < sizeof(h.alpn) ? c->peek.alpn_len : sizeof(h.alpn) - 1);
 	memcpy(h.alpn, c->peek.alpn, h.alpn_len);
-	h.local = c->local;
-	h.local_len = c->local_len;
+	/* The address the client reached is the listener's own unless that
+	 * is a wildcard; then the receiver asks the socket (local_len 0),
+	 * so that no connection costs the daemon a getsockname(). */
+	const struct config_listener *lc = c->listener->cfg;
+	if (c->local_len > 0) {
+		h.local = c->local;
+		h.local_len = c->local_len;
+	} else if (!net_addr_is_any(&lc->addr) && lc->addrlen <= sizeof(h.local)) {
+		memcpy(&h.local, &lc->addr, lc->addrlen);
+		h.local_len = lc->addrlen;
+	}
+	if (c->via_text[0] == '\0')
+		h.flags |= WIRE_FLAG_PEER_IS_SOCKET;
 	h.peer = c->peer;
 	h.peer_len = c->peer_len;
 	h.accepted_us = c->accepted_real_us;
