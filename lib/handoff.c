@@ -113,15 +113,13 @@ out:
 
 /* Copy the registration for fd into *out; EBADF if fd is not open, EINVAL
  * if it did not come from handoff_listen() in this process or its parent. */
-static int registry_lookup(int fd, struct registration *out)
+/* st: fd's, from fstat() just now. */
+static int registry_lookup_stat(int fd, const struct stat *st, struct registration *out)
 {
-	struct stat st;
 	struct registration *r;
 
-	if (fstat(fd, &st) < 0)
-		return -1;
 	pthread_mutex_lock(&registry_lock);
-	r = registry_find_locked(fd, &st);
+	r = registry_find_locked(fd, st);
 	if (r)
 		*out = *r;
 	pthread_mutex_unlock(&registry_lock);
@@ -130,6 +128,15 @@ static int registry_lookup(int fd, struct registration *out)
 		return -1;
 	}
 	return 0;
+}
+
+static int registry_lookup(int fd, struct registration *out)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return -1;
+	return registry_lookup_stat(fd, &st, out);
 }
 
 static bool is_label_char(char c)
@@ -546,25 +553,16 @@ fail:
 /*
  * The kernel installs received descriptors while it dequeues the message; if
  * it runs out of slots it drops them and the connection is lost. Make sure
- * two are free before receiving (one for the connection, one of slack for a
- * malformed message carrying more).
+ * one is free before receiving: the daemon sends one descriptor, and a
+ * malformed message carrying more is discarded whole (MSG_CTRUNC) anyway.
  */
-static int ensure_free_descriptors(int fd)
+static int ensure_free_descriptor(int fd)
 {
-	int first = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	int second;
+	int spare = fcntl(fd, F_DUPFD_CLOEXEC, 0);
 
-	if (first < 0)
+	if (spare < 0)
 		return -1;
-	second = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-	if (second < 0) {
-		int saved = errno;
-		close(first);
-		errno = saved;
-		return -1;
-	}
-	close(second);
-	close(first);
+	close(spare);
 	return 0;
 }
 
@@ -627,14 +625,21 @@ static int set_nonblocking(int fd, bool on)
 }
 
 /* Report the client address as accept() does: copy what fits, tell the
- * full length. Fails if the client is already gone. */
-static int fill_peer_address(int conn, struct sockaddr *addr, socklen_t *addrlen)
+ * full length. The daemon says when its header holds the socket's own peer
+ * (no PROXY header in between); else ask the socket, which fails if the
+ * client is already gone. */
+static int fill_peer_address(int conn, const struct wire_header *h, struct sockaddr *addr,
+			     socklen_t *addrlen)
 {
 	struct sockaddr_storage peer;
 	socklen_t len = sizeof(peer);
 
-	if (getpeername(conn, (struct sockaddr *)&peer, &len) < 0)
+	if ((h->flags & WIRE_FLAG_PEER_IS_SOCKET) && h->peer_len > 0 && h->peer_len <= sizeof(peer)) {
+		memcpy(&peer, &h->peer, h->peer_len);
+		len = (socklen_t)h->peer_len;
+	} else if (getpeername(conn, (struct sockaddr *)&peer, &len) < 0) {
 		return -1;
+	}
 	memcpy(addr, &peer, *addrlen < len ? *addrlen : len);
 	*addrlen = len;
 	return 0;
@@ -683,11 +688,13 @@ static void collect_control(struct msghdr *msg, struct received *rx)
 	}
 }
 
+static int accept_registered(int fd, const struct registration *reg, struct sockaddr *addr,
+			     socklen_t *addrlen, int flags, struct handoff_info *info);
+
 HANDOFF_API int handoff_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags,
 			       struct handoff_info *info)
 {
 	struct registration reg;
-	int recv_flags = 0, fl;
 
 	if ((flags & ~(HANDOFF_NONBLOCK | HANDOFF_CLOEXEC)) || (addr && !addrlen)) {
 		errno = EINVAL;
@@ -695,17 +702,47 @@ HANDOFF_API int handoff_accept(int fd, struct sockaddr *addr, socklen_t *addrlen
 	}
 	if (registry_lookup(fd, &reg) < 0)
 		return -1;
-	fl = fcntl(fd, F_GETFL);
-	if (fl < 0)
+	return accept_registered(fd, &reg, addr, addrlen, flags, info);
+}
+
+int handoff_accept_known(int fd, dev_t dev, ino_t ino, struct sockaddr *addr, socklen_t *addrlen,
+			 int flags, struct handoff_info *info)
+{
+	struct registration reg;
+	struct stat st;
+
+	if ((flags & ~(HANDOFF_NONBLOCK | HANDOFF_CLOEXEC)) || (addr && !addrlen)) {
+		errno = EINVAL;
 		return -1;
-	if (fl & O_NONBLOCK)
-		recv_flags |= MSG_DONTWAIT;
+	}
+	memset(&st, 0, sizeof(st));
+	st.st_dev = dev;
+	st.st_ino = ino;
+	if (registry_lookup_stat(fd, &st, &reg) < 0)
+		return -1;
+	return accept_registered(fd, &reg, addr, addrlen, flags, info);
+}
+
+static int accept_registered(int fd, const struct registration *reg, struct sockaddr *addr,
+			     socklen_t *addrlen, int flags, struct handoff_info *info)
+{
+	int recv_flags = 0;
+	/* The receiver's file status flags, asked only when they matter: when
+	 * nothing is queued (wait or not?) and after many discards. */
+	int fl = -1;
+
 	if (flags & HANDOFF_CLOEXEC)
 		recv_flags |= MSG_CMSG_CLOEXEC;
 
 	/* A blocking caller asked to wait for a valid connection, so only a
 	 * non-blocking one is bounded; each pass consumes one message. */
-	for (unsigned discarded = 0; !(fl & O_NONBLOCK) || discarded < MAX_DISCARDS; discarded++) {
+	for (unsigned discarded = 0;; discarded++) {
+		if (discarded >= MAX_DISCARDS) {
+			if (fl < 0 && (fl = fcntl(fd, F_GETFL)) < 0)
+				return -1;
+			if (fl & O_NONBLOCK)
+				break;
+		}
 		struct wire_header header;
 		struct iovec iov = { .iov_base = &header, .iov_len = sizeof(header) };
 		union {
@@ -722,17 +759,25 @@ HANDOFF_API int handoff_accept(int fd, struct sockaddr *addr, socklen_t *addrlen
 		struct received rx = { 0 };
 		int conn;
 
-		if (ensure_free_descriptors(fd) < 0)
+		if (ensure_free_descriptor(fd) < 0)
 			return -1;
 		memset(&header, 0, sizeof(header));
-		rx.len = recvmsg(fd, &msg, recv_flags);
+		rx.len = recvmsg(fd, &msg, recv_flags | MSG_DONTWAIT);
+		if (rx.len < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			if (fl < 0 && (fl = fcntl(fd, F_GETFL)) < 0)
+				return -1;
+			if (!(fl & O_NONBLOCK))
+				rx.len = recvmsg(fd, &msg, recv_flags);	/* a blocking receiver waits */
+			else
+				errno = EAGAIN;
+		}
 		if (rx.len < 0)
 			return -1;
 		rx.msg_flags = msg.msg_flags;
 		collect_control(&msg, &rx);
 
 		bool from_daemon = rx.have_creds &&
-			(rx.sender_uid == 0 || rx.sender_uid == reg.daemon_uid) &&
+			(rx.sender_uid == 0 || rx.sender_uid == reg->daemon_uid) &&
 			header_is_valid(&header, rx.len);
 		bool from_self = rx.have_creds && !from_daemon &&
 			handoff_local_message_is_valid(&header, (size_t)rx.len, rx.sender_uid);
@@ -743,21 +788,30 @@ HANDOFF_API int handoff_accept(int fd, struct sockaddr *addr, socklen_t *addrlen
 			continue;
 		}
 		conn = rx.fds[0];
-		/* The daemon left the shared file description non-blocking. A
-		 * connection to oneself is returned even if the connecting side
-		 * already reset it, as TCP's accept() does: a server woken this
-		 * way often closes at once with SO_LINGER 0. */
-		if (set_nonblocking(conn, flags & HANDOFF_NONBLOCK) < 0 ||
-		    (addr && !from_self && fill_peer_address(conn, addr, addrlen) < 0)) {
+		/* The daemon accepted with SOCK_NONBLOCK, so the shared file
+		 * description is non-blocking: only a blocking caller changes
+		 * it. A connection to oneself is returned even if the
+		 * connecting side already reset it, as TCP's accept() does: a
+		 * server woken this way often closes at once with SO_LINGER 0. */
+		if (((from_self || !(flags & HANDOFF_NONBLOCK)) &&
+		     set_nonblocking(conn, flags & HANDOFF_NONBLOCK) < 0) ||
+		    (addr && !from_self && fill_peer_address(conn, &header, addr, addrlen) < 0)) {
 			close(conn);
 			continue;
 		}
 		if (addr && from_self)
 			handoff_fill_local_peer(&header, addr, addrlen);
-		if (info && from_self)
+		if (info && from_self) {
 			memset(info, 0, sizeof(*info));
-		else if (info)
+		} else if (info) {
 			fill_info(info, &header);
+			/* Left to us when the daemon would have had to ask. */
+			if (info->local_len == 0) {
+				info->local_len = sizeof(info->local);
+				if (getsockname(conn, (struct sockaddr *)&info->local, &info->local_len) < 0)
+					info->local_len = 0;
+			}
+		}
 		return conn;
 	}
 	errno = EAGAIN;

@@ -39,6 +39,11 @@ int handoff_listen_claim(const char *runtime_dir, const char *const *names, size
  */
 int handoff_adopt(int fd, uid_t daemon_uid);
 
+/* handoff_accept() on a receiver whose identity (fstat()'s st_dev and
+ * st_ino) the caller checked just now, so it is not asked again. */
+int handoff_accept_known(int fd, dev_t dev, ino_t ino, struct sockaddr *addr, socklen_t *addrlen,
+			 int flags, struct handoff_info *info);
+
 /* Drop what handoff_listen() or handoff_adopt() recorded for fd, without
  * closing it or removing any file. Does nothing for other descriptors. */
 void handoff_forget(int fd);

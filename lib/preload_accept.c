@@ -81,7 +81,7 @@ static int accept_handoff(int fd, struct sockaddr *addr, socklen_t *addrlen, int
 	struct peer_override *po = NULL;
 
 	inside_libhandoff++;
-	conn = handoff_accept(fd, (struct sockaddr *)&peer, &peer_len, flags, &info);
+	conn = handoff_accept_known(fd, sh->dev, sh->ino, (struct sockaddr *)&peer, &peer_len, flags, &info);
 	inside_libhandoff--;
 	if (conn < 0)
 		return -1;
@@ -100,9 +100,13 @@ static int accept_handoff(int fd, struct sockaddr *addr, socklen_t *addrlen, int
 
 	peer_len = convert_address(listener_family, &peer, peer_len);
 	memset(&local, 0, sizeof(local));
-	if (real_getsockname(conn, (struct sockaddr *)&local, &local_len) < 0 ||
-	    local_len > sizeof(local))
+	if (info.local_len > 0 && info.local_len <= sizeof(local)) {
+		memcpy(&local, &info.local, info.local_len);
+		local_len = info.local_len;
+	} else if (real_getsockname(conn, (struct sockaddr *)&local, &local_len) < 0 ||
+		   local_len > sizeof(local)) {
 		local_len = 0;
+	}
 	sa_family_t local_family = local.ss_family;
 	if (local_len > 0)
 		local_len = convert_address(listener_family, &local, local_len);
@@ -170,7 +174,9 @@ bool current_peer_override(int fd, struct peer_override *out)
 {
 	struct stat st;
 
-	return get_peer_override(fd, out) && fstat(fd, &st) == 0 && st.st_ino == out->ino;
+	/* libhandoff's own calls are about sockets it just received. */
+	return !inside_libhandoff && get_peer_override(fd, out) && fstat(fd, &st) == 0 &&
+	       st.st_ino == out->ino;
 }
 
 PRELOAD_API int getpeername(int fd, __SOCKADDR_ARG addr_arg, socklen_t *restrict len)

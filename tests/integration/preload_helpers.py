@@ -335,11 +335,11 @@ def probe_emfile(args, state):
 		except OSError as e:
 			assert e.errno == errno.EMFILE
 			break
-	results = [attempt(lambda: swapped.accept())]
-	# handoff_accept() wants two free slots: one is not enough.
-	os.close(fillers.pop())
-	results.append(attempt(lambda: swapped.accept()))
+	# No slot for the connection: EMFILE, as TCP's accept() says, twice,
+	# and the connection stays queued rather than being dropped.
+	results = [attempt(lambda: swapped.accept()), attempt(lambda: swapped.accept())]
 	still_readable = bool(select.select([swapped], [], [], 0)[0])
+	# One free slot is enough for the one descriptor the daemon sends.
 	os.close(fillers.pop())
 	conn, _ = swapped.accept()
 	for fd in fillers:

@@ -624,6 +624,55 @@ static void test_accept_delivers_connection(void **state)
 	handoff_close(fd);
 }
 
+/* A header that leaves the local address to the receiver (the daemon on a
+ * wildcard listener) and says its peer is the socket's own: both come out
+ * as the socket would tell them. */
+static void test_accept_fills_what_the_header_leaves(void **state)
+{
+	struct fixture *f = *state;
+	char sock_path[512];
+	struct wire_header h;
+	struct handoff_info info;
+	struct sockaddr_storage addr, local;
+	socklen_t addrlen = sizeof(addr), local_len = sizeof(local);
+	int fd = listen_for_handoffs(f, HANDOFF_NONBLOCK, sock_path, sizeof(sock_path));
+	int client, server, conn;
+
+	tcp_pair(&client, &server);
+	assert_int_equal(getsockname(server, (struct sockaddr *)&local, &local_len), 0);
+	make_header(&h, WIRE_PROTO_HTTP, "a.example", server);
+	memset(&h.local, 0, sizeof(h.local));
+	h.local_len = 0;
+	/* A peer only the header knows proves it is taken from there. */
+	((struct sockaddr_in *)&h.peer)->sin_port = htons(9);
+	h.flags = WIRE_FLAG_PEER_IS_SOCKET;
+	send_message(sock_path, &h, sizeof(h), &server, 1);
+	close(server);
+	conn = handoff_accept(fd, (struct sockaddr *)&addr, &addrlen, HANDOFF_NONBLOCK, &info);
+	assert_true(conn >= 0);
+	assert_int_equal(info.local_len, local_len);
+	assert_memory_equal(&info.local, &local, local_len);
+	assert_int_equal(addrlen, sizeof(struct sockaddr_in));
+	assert_int_equal(ntohs(((struct sockaddr_in *)&addr)->sin_port), 9);
+	close(conn);
+	close(client);
+
+	/* Without the flag the socket is asked. */
+	tcp_pair(&client, &server);
+	make_header(&h, WIRE_PROTO_HTTP, "a.example", server);
+	((struct sockaddr_in *)&h.peer)->sin_port = htons(9);
+	send_message(sock_path, &h, sizeof(h), &server, 1);
+	close(server);
+	addrlen = sizeof(addr);
+	conn = handoff_accept(fd, (struct sockaddr *)&addr, &addrlen, HANDOFF_NONBLOCK, &info);
+	assert_true(conn >= 0);
+	assert_int_not_equal(ntohs(((struct sockaddr_in *)&addr)->sin_port), 9);
+	assert_int_equal(ntohs(((struct sockaddr_in *)&info.peer)->sin_port), 9);
+	close(conn);
+	close(client);
+	handoff_close(fd);
+}
+
 static void test_accept_alpn_and_newer_version(void **state)
 {
 	struct fixture *f = *state;
@@ -814,23 +863,25 @@ static void test_accept_emfile_keeps_message(void **state)
 	tcp_pair(&client, &server);
 	hand_off(sock_path, WIRE_PROTO_HTTP, "a.example", server);
 
-	/* Every slot below the lowest free one is taken, so a limit just above
-	 * it leaves exactly one descriptor free. */
+	/* Every slot below the lowest free one is taken, so a limit at it
+	 * leaves no descriptor free, and one above it exactly one. */
 	lowest_free = fcntl(0, F_DUPFD_CLOEXEC, 0);
 	assert_true(lowest_free >= 0);
 	close(lowest_free);
 	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
 	tight = saved;
-	tight.rlim_cur = (rlim_t)lowest_free + 1;
+	tight.rlim_cur = (rlim_t)lowest_free;
 	assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
 	conn = handoff_accept(fd, NULL, NULL, 0, NULL);
 	err = errno;
-	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 	assert_int_equal(conn, -1);
 	assert_int_equal(err, EMFILE);
 
-	/* The connection is still queued. */
+	/* The connection is still queued, and one free slot takes it. */
+	tight.rlim_cur = (rlim_t)lowest_free + 1;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &tight), 0);
 	conn = handoff_accept(fd, NULL, NULL, 0, NULL);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
 	assert_true(conn >= 0);
 	check_carries_and_close(conn, client);
 	handoff_close(fd);
@@ -964,6 +1015,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_accept_gives_up_after_many_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_rejects_other_senders, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_emfile_keeps_message, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_accept_fills_what_the_header_leaves, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_blocking_and_eintr, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_accept_unknown_descriptor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_close_in_child_keeps_files, setup, teardown),
