@@ -39,7 +39,7 @@ static const struct directive directives[] = {
 	{ "max-relays-per-ip", "max-relays-per-ip N", DIRECTIVE_COUNT, offsetof(struct config, max_relays_per_ip) },
 	{ "ipv6-prefix", "ipv6-prefix BITS", DIRECTIVE_IPV6_PREFIX, offsetof(struct config, ipv6_prefix) },
 	{ "listen", "listen ADDRESS:PORT tls|http|detect [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]] "
-		    "[detect-timeout D]",
+		    "[detect-timeout D] [defer-accept D|off]",
 	  DIRECTIVE_LISTEN, 0 },
 	{ "grant", "grant PATTERN|protocol ssh|silent to PRINCIPAL [PRINCIPAL ...]", DIRECTIVE_GRANT, 0 },
 	{ "route", "route PATTERN [alpn ID]|protocol ssh|silent to tcp:HOST:PORT [weight N] [tcp:HOST:PORT ...] [balance round-robin|least-conn] "

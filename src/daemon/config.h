@@ -49,6 +49,7 @@ struct config_listener {
 	int backlog;
 	char default_name[256];		/* route for unnamed/unknown names, "" if none */
 	unsigned detect_timeout_ms;	/* detect: silence after which a client counts as silent */
+	unsigned defer_accept_s;	/* TCP_DEFER_ACCEPT: seconds a silent client waits in the kernel; 0 off */
 	char text[80];			/* "127.0.0.1:8443" / "[::]:443", for logs */
 	int line;			/* where it was declared */
 	struct config_cidr trusted[CONFIG_MAX_TRUSTED];	/* accept-proxy sources */

@@ -126,7 +126,7 @@ parse_listen(struct parser *p, const struct directive *d, char **args, size_t n)
 		return fail(p, "listen: unknown protocol '%s' (expected tls, http or detect)", args[1]);
 
 	bool seen_default = false, seen_v6only = false, seen_backlog = false, seen_proxy = false;
-	bool seen_detect_timeout = false;
+	bool seen_detect_timeout = false, seen_defer = false;
 	l.detect_timeout_ms = DEFAULT_DETECT_TIMEOUT_MS;
 	for (size_t i = 2; i < n; i += 2) {
 		const char *option = args[i];
@@ -141,6 +141,8 @@ parse_listen(struct parser *p, const struct directive *d, char **args, size_t n)
 			seen = &seen_proxy;
 		else if (strcmp(option, "detect-timeout") == 0)
 			seen = &seen_detect_timeout;
+		else if (strcmp(option, "defer-accept") == 0)
+			seen = &seen_defer;
 		else
 			return fail(p, "listen: unknown option '%s'; expected '%s'", option, d->usage);
 		if (i + 1 >= n)
@@ -170,6 +172,15 @@ parse_listen(struct parser *p, const struct directive *d, char **args, size_t n)
 			if (!parse_duration(value, &l.detect_timeout_ms))
 				return fail(p, "listen: bad detect-timeout '%s' (expected a duration such as 2s or 500ms)",
 					    value);
+		} else if (seen == &seen_defer) {
+			unsigned ms = 0;
+			if (l.proto == LISTENER_DETECT)
+				return fail(p, "listen: defer-accept cannot apply to detect listeners "
+					    "(their silent clients would wait in the kernel, unseen)");
+			if (strcmp(value, "off") != 0 && (!parse_duration(value, &ms) || ms < 1000 || ms > 3600000))
+				return fail(p, "listen: bad defer-accept '%s' (expected off or a duration "
+					    "from 1s to 1h such as 10s)", value);
+			l.defer_accept_s = ms / 1000;
 		} else {
 			unsigned backlog;
 			if (!parse_range(value, 1, 65535, &backlog))

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -244,6 +245,11 @@ fail:
 static int
 watch(struct listener *l)
 {
+	/* Set (or cleared) on every socket, kept, adopted or new, so that the
+	 * socket does what the configuration in force says. */
+	int defer = (int)l->cfg->defer_accept_s;
+	if (setsockopt(l->io.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)) < 0)
+		log_warn("cannot set defer-accept on %s", l->cfg->text);
 	l->io.cb = on_accept;
 	return loop_io_add(server.loop, &l->io, started && !paused ? EPOLLIN : 0);
 }

@@ -23,7 +23,7 @@
 	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, ipv6-prefix, listen, grant, route, " \
 	      "admin, user, group)"
 #define LISTEN_USAGE "'listen ADDRESS:PORT tls|http|detect [default NAME] [v6only on|off] [backlog N] " \
-	"[accept-proxy CIDR[,CIDR...]] [detect-timeout D]'"
+	"[accept-proxy CIDR[,CIDR...]] [detect-timeout D] [defer-accept D|off]'"
 #define ADDRESS_EXAMPLES "e.g. 127.0.0.1:8443, *:443 or [::1]:8443"
 #define PRINCIPAL_HINT "expected a user name, a numeric uid, @group, @GID or self"
 #define DURATION_HINT "expected e.g. 500ms, 10s or 2m; more than 0, at most 60m"
@@ -1106,6 +1106,17 @@ test_alpn_and_detect(void **state)
 	assert_false(config_may_claim(&cfg, PROTOCOL_KEY_SSH, 0));
 	config_free(&cfg);
 
+	load_ok("listen 127.0.0.1:1 tls defer-accept 10s\nlisten 127.0.0.1:2 http defer-accept off\n"
+		"listen 127.0.0.1:3 http\n", &cfg);
+	assert_int_equal(cfg.listeners[0].defer_accept_s, 10);
+	assert_int_equal(cfg.listeners[1].defer_accept_s, 0);
+	assert_int_equal(cfg.listeners[2].defer_accept_s, 0);
+	config_free(&cfg);
+	expect_error("listen 127.0.0.1:1 detect defer-accept 5s\n",
+		     LABEL ":1: listen: defer-accept cannot apply to detect listeners "
+		     "(their silent clients would wait in the kernel, unseen)");
+	expect_error("listen 127.0.0.1:1 tls defer-accept 500ms\n",
+		     LABEL ":1: listen: bad defer-accept '500ms' (expected off or a duration from 1s to 1h such as 10s)");
 	expect_error("listen 127.0.0.1:1 tls detect-timeout 1s\n",
 		     LABEL ":1: listen: detect-timeout applies only to detect listeners");
 	expect_error("peek-timeout 2s\nlisten 127.0.0.1:1 detect detect-timeout 2s\n",
