@@ -87,6 +87,23 @@ client_proto_name(enum client_proto proto)
 	return "-";
 }
 
+/* Freed connections kept for the next ones: a struct conn is too large for
+ * malloc's per-thread cache, and every connection needs one. Bounded, so a
+ * burst does not keep its memory; the rest goes back to malloc. */
+#define CONN_SPARES_MAX 128
+static struct conn *conn_spares[CONN_SPARES_MAX];
+static size_t n_conn_spares;
+
+static struct conn *
+conn_alloc(void)
+{
+	if (n_conn_spares == 0)
+		return calloc(1, sizeof(struct conn));
+	struct conn *c = conn_spares[--n_conn_spares];
+	memset(c, 0, sizeof(*c));
+	return c;
+}
+
 void
 conns_reap(void)
 {
@@ -95,8 +112,18 @@ conns_reap(void)
 		TAILQ_REMOVE(&dead_conns, c, all_link);
 		gen_release(c->gen);
 		gen_release(c->route_gen);
-		free(c);
+		if (n_conn_spares < CONN_SPARES_MAX)
+			conn_spares[n_conn_spares++] = c;
+		else
+			free(c);
 	}
+}
+
+static void
+conns_free_spares(void)
+{
+	while (n_conn_spares > 0)
+		free(conn_spares[--n_conn_spares]);
 }
 
 const char *
@@ -672,7 +699,7 @@ on_client_event(struct loop_io *io, uint32_t revents)
 void
 conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *peer, socklen_t peer_len)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c = conn_alloc();
 	if (c == NULL) {
 		log_warnx("out of memory: closing a new connection");
 		close(fd);
@@ -730,4 +757,5 @@ conns_close_all(void)
 	while ((c = TAILQ_FIRST(&live_conns)) != NULL)
 		conn_destroy(c, OUTCOME_CLOSED, NULL, "daemon stopping");
 	conns_reap();
+	conns_free_spares();
 }

@@ -101,7 +101,8 @@ void conn_relay_done(void *arg, const char *why, const struct relay_stats *stats
 /* Close every live connection (shutdown of the daemon). */
 void conns_close_all(void);
 
-/* Free connections closed during the last loop batch. */
+/* Free connections closed during the last loop batch (some are kept for
+ * reuse, up to a bound, until conns_close_all). */
 void conns_reap(void);
 
 /* Connections not yet closed (peeking, waiting, connecting or relayed). */
