@@ -26,134 +26,27 @@
 # [23700] first of four TCP ports, BENCH_KEEP=1 keeps the working directory.
 set -euo pipefail
 
-BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-ROOT_DIR=$(dirname "$BENCH_DIR")
+SCRIPT=memory.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 N=${BENCH_MEMORY_CONNECTIONS:-10000}
 PORT_BASE=${BENCH_MEMORY_PORT_BASE:-23700}
-KEEP_WORK=${BENCH_KEEP:-0}
 HANDOFF=$ROOT_DIR/build/handoff
 # Room for N sockets in each process (the client, the daemon, nginx's worker).
 NOFILE=$((N + 4096))
-
-die() {
-	echo "memory.sh: $*" >&2
-	exit 1
-}
-
-say() {
-	echo "memory.sh: $*" >&2
-}
 
 [[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 100 ] || die "BENCH_MEMORY_CONNECTIONS must be a number of at least 100"
 for program in nginx python3 make cc curl ss; do
 	command -v "$program" >/dev/null || die "$program is missing (bench/run.sh installs what the benchmarks need)"
 done
 
-# --- processes ---------------------------------------------------------------
-
-STARTED=()		# PIDs this script started, each stopped by its PID
-WORK=""
-
-# descendants PID...: every process below the given ones, from /proc/*/stat.
-descendants() {
-	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v roots="$*" '
-	{
-		rest = $0
-		sub(/^[0-9]+ \(.*\) /, "", rest)	# comm may hold blanks
-		split(rest, f, " ")
-		parent[$1] = f[2]
-	}
-	END {
-		n = split(roots, r, " ")
-		for (i = 1; i <= n; i++)
-			mark[r[i]] = 1
-		do {
-			grew = 0
-			for (p in parent)
-				if (!(p in mark) && (parent[p] in mark)) {
-					mark[p] = grew = 1
-					print p
-				}
-		} while (grew)
-	}'
-}
-
-# stop_pids PID...: SIGTERM, up to 10 s, then SIGKILL to them and what is below them.
-stop_pids() {
-	local tree pid i alive
-	tree="$* $(descendants "$@")"
-	for pid in "$@"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for ((i = 0; i < 100; i++)); do
-		alive=0
-		for pid in $tree; do
-			kill -0 "$pid" 2>/dev/null && alive=1
-		done
-		[ "$alive" -eq 0 ] && break
-		sleep 0.1
-	done
-	for pid in $tree; do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-}
-
-cleanup() {
-	local status=$?
-	trap - EXIT INT TERM
-	if [ ${#STARTED[@]} -gt 0 ]; then
-		stop_pids "${STARTED[@]}"
-		wait 2>/dev/null || true
-	fi
-	if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-		if [ "$KEEP_WORK" = 1 ]; then
-			say "working directory kept: $WORK"
-		else
-			rm -rf "$WORK"
-		fi
-	fi
-	exit "$status"
-}
-
-# start ROLE COMMAND...: run COMMAND in the background, output to WORK/ROLE.log; PID in LAST_PID.
-start() {
-	local role=$1
-	shift
-	"$@" >"$WORK/$role.log" 2>&1 &
-	LAST_PID=$!
-	STARTED+=("$LAST_PID")
-}
-
-# poll SECONDS COMMAND...: true as soon as COMMAND succeeds, false after SECONDS.
-poll() {
-	local tenths=$(($1 * 10)) i
-	shift
-	for ((i = 0; i < tenths; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
-
-port_free() {
-	! ss -Htan "sport = :$1" | grep -q .
-}
+# --- ports ---------------------------------------------------------------------
 
 # pick_ports: four consecutive free ports from PORT_BASE on.
 pick_ports() {
-	local base=$PORT_BASE attempt p ok
-	for ((attempt = 0; attempt < 20; attempt++)); do
-		ok=1
-		for ((p = base; p < base + 4; p++)); do
-			port_free "$p" || ok=0
-		done
-		if [ "$ok" -eq 1 ]; then
-			PORT_SILENT=$base PORT_TLS=$((base + 1)) PORT_HTTP=$((base + 2)) PORT_NGINX=$((base + 3))
-			return 0
-		fi
-		base=$((base + 10))
-	done
-	die "no 4 free TCP ports from $PORT_BASE on"
+	local base
+	base=$(free_ports "$PORT_BASE" 4)
+	PORT_SILENT=$base PORT_TLS=$((base + 1)) PORT_HTTP=$((base + 2)) PORT_NGINX=$((base + 3))
 }
 
 # --- measuring ---------------------------------------------------------------
@@ -282,13 +175,8 @@ stop_daemon() {
 main() {
 	ulimit -n "$NOFILE" 2>/dev/null ||
 		die "cannot raise the descriptor limit to $NOFILE (hard limit $(ulimit -Hn); run as root)"
-	say "building (make)"
-	make -C "$ROOT_DIR" -j"$(nproc)" build/handoff build/libhandoff-preload.so >/dev/null || die "make failed"
-
-	WORK=$(mktemp -d /tmp/handoff-memory.XXXXXX)
-	chmod 755 "$WORK"	# nginx's worker reads the document root
-	trap cleanup EXIT
-	trap 'exit 130' INT TERM
+	build_handoff
+	make_work memory
 	mkdir -p "$WORK/www" "$WORK/tmp-memory"
 	echo "held" >"$WORK/www/index.html"
 	pick_ports
