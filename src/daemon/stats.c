@@ -9,10 +9,12 @@
 #include "loop.h"
 #include "stats.h"
 
-/* 100 µs to 10 s: a peek is usually well under a millisecond on loopback,
- * a slow client or a busy upstream takes seconds (peek-timeout, handoff-timeout). */
+/* 5 µs to 10 s: a handoff on an idle machine takes tens of microseconds
+ * (the low buckets resolve a p99 against a 100 µs target), a peek is usually
+ * well under a millisecond on loopback, a slow client or a busy upstream
+ * takes seconds (peek-timeout, handoff-timeout). */
 const uint64_t stats_bucket_us[STATS_BUCKETS] = {
-	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+	5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
 	100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
 };
 

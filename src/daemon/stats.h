@@ -12,7 +12,7 @@ struct conn;
 
 /* Upper bounds of the latency histogram buckets, in microseconds; one more
  * bucket (+Inf) follows. Shared by the peek and the handoff histograms. */
-#define STATS_BUCKETS 16
+#define STATS_BUCKETS 20
 extern const uint64_t stats_bucket_us[STATS_BUCKETS];
 
 struct stats_histogram {

@@ -125,6 +125,39 @@ def test_metrics_parse_as_prometheus_text_and_count_outcomes(hx, certs):
 	assert sample("handoff_open_fds") > 0
 
 
+# The upper bounds of both latency histograms, in µs: fine steps below 100 µs
+# resolve a handoff of tens of microseconds, the rest reach slow clients.
+HISTOGRAM_BOUNDS_US = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+		       100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000]
+
+
+def test_histograms_expose_every_bucket_with_consistent_cumulative_counts(hx, certs):
+	admin = f"127.0.0.1:{free_port()}"
+	d, tls, http = start(hx, [f"admin {admin}"])
+	hx.upstream(["a.example"], "site-a", daemon=d)
+	for _ in range(3):
+		https_get(certs, port_of(tls), "a.example")
+	state = wait_state(admin, lambda s: listener(s, tls)["outcomes"]["handoff"] == 3)
+
+	for member in ("handoff_time", "peek_time"):
+		h = listener(state, tls)[member]
+		bounds = [b["le_us"] for b in h["buckets"]]
+		assert bounds == HISTOGRAM_BOUNDS_US + [None], (member, bounds)
+		counts = [b["count"] for b in h["buckets"]]
+		assert counts == sorted(counts) and counts[-1] == h["count"] == 3, (member, counts)
+
+	body = admin_get(admin, "/metrics")[2].decode()
+	families = {f.name: f for f in text_string_to_metric_families(body)}
+	for name in ("handoff_handoff_duration_seconds", "handoff_peek_duration_seconds"):
+		samples = [s for s in families[name].samples if s.labels["listener"] == tls]
+		buckets = [s for s in samples if s.name == name + "_bucket"]
+		bounds = [float(s.labels["le"]) for s in buckets]
+		assert bounds == [us / 1e6 for us in HISTOGRAM_BOUNDS_US] + [float("inf")], (name, bounds)
+		counts = [s.value for s in buckets]
+		[count] = [s.value for s in samples if s.name == name + "_count"]
+		assert counts == sorted(counts) and counts[-1] == count == 3, (name, counts)
+
+
 def test_public_admin_address_needs_allow_lines(hx):
 	port = free_port()
 	base = hx.config([f"127.0.0.1:{free_port()} http"])
