@@ -1,0 +1,236 @@
+#!/bin/bash
+# latency.sh - measure the handoff latency (daemon's accept to the upstream holding the socket) at fixed offered rates of new connections, and print a Markdown table.
+#
+# Usage: bench/latency.sh                 (as root on Debian 12, to install what is missing)
+#        BENCH_QUICK=1 bench/latency.sh   (under a minute: checks the script, figures are rough)
+#
+# Builds the daemon and libhandoff (`make`, no sanitizers), the open-loop
+# client bench/latency-client.c and the upstream bench/latency-receiver.c
+# (which links build/libhandoff.a), starts the daemon on 127.0.0.1 with an
+# admin endpoint and the receiver for latency.example, and for every rate
+# and round runs the client for a fixed time. Around each measurement it
+# reads the daemon's handoff and peek histograms from /metrics (their
+# difference is the measurement's), resets and then reads the receiver's
+# own figures (SIGUSR1), and reads the daemon's CPU time from
+# /proc/PID/stat. bench/latency-report.py prints the table. Everything
+# started here is stopped by its PID when the script ends.
+#
+# Environment (defaults in brackets, quick mode's after the slash):
+# BENCH_LATENCY_RATES ["5000 15000"] offered new connections per second,
+# BENCH_LATENCY_ROUNDS [3/1], BENCH_LATENCY_SECONDS [5/1] per measurement,
+# BENCH_LATENCY_IN_FLIGHT [2000] the client's bound on open connections,
+# BENCH_LATENCY_PORT_BASE [23460] first of two TCP ports, BENCH_KEEP=1 keeps
+# the working directory (configuration, logs, raw figures).
+set -euo pipefail
+
+BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
+ROOT_DIR=$(dirname "$BENCH_DIR")
+
+QUICK=${BENCH_QUICK:-0}
+if [ "$QUICK" = 1 ]; then
+	ROUNDS=${BENCH_LATENCY_ROUNDS:-1}
+	SECONDS_EACH=${BENCH_LATENCY_SECONDS:-1}
+else
+	ROUNDS=${BENCH_LATENCY_ROUNDS:-3}
+	SECONDS_EACH=${BENCH_LATENCY_SECONDS:-5}
+fi
+RATES=${BENCH_LATENCY_RATES:-5000 15000}
+IN_FLIGHT=${BENCH_LATENCY_IN_FLIGHT:-2000}
+PORT_BASE=${BENCH_LATENCY_PORT_BASE:-23460}
+KEEP_WORK=${BENCH_KEEP:-0}
+NAME=latency.example
+
+die() {
+	echo "latency.sh: $*" >&2
+	exit 1
+}
+
+say() {
+	echo "latency.sh: $*" >&2
+}
+
+package_installed() {
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+install_missing() {
+	local package missing=()
+	for package in curl python3 iproute2 procps gcc make libc6-dev; do
+		package_installed "$package" || missing+=("$package")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	[ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run as root to install them)"
+	say "installing ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
+		--no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+}
+
+build() {
+	say "building (make, bench/latency-client.c, bench/latency-receiver.c)"
+	make -C "$ROOT_DIR" -j"$(nproc)" build/handoff build/libhandoff.a >/dev/null || die "make failed"
+	local flags=(-std=c17 -O2 -Wall -Wextra -Wshadow -Wcast-qual -Wstrict-prototypes -Wmissing-prototypes -Werror)
+	cc "${flags[@]}" -o "$WORK/latency-client" "$BENCH_DIR/latency-client.c" ||
+		die "cannot build bench/latency-client.c"
+	cc "${flags[@]}" -I"$ROOT_DIR/include" -o "$WORK/latency-receiver" "$BENCH_DIR/latency-receiver.c" \
+		"$ROOT_DIR/build/libhandoff.a" -lpthread || die "cannot build bench/latency-receiver.c"
+}
+
+STARTED=()		# PIDs of the processes this script started
+
+cleanup() {
+	local status=$? pid i alive
+	trap - EXIT INT TERM
+	for pid in "${STARTED[@]}"; do
+		kill -TERM "$pid" 2>/dev/null || true
+	done
+	for ((i = 0; i < 50; i++)); do
+		alive=0
+		for pid in "${STARTED[@]}"; do
+			kill -0 "$pid" 2>/dev/null && alive=1
+		done
+		[ "$alive" -eq 0 ] && break
+		sleep 0.1
+	done
+	for pid in "${STARTED[@]}"; do
+		kill -KILL "$pid" 2>/dev/null || true
+	done
+	wait 2>/dev/null || true
+	if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
+		if [ "$KEEP_WORK" = 1 ]; then
+			say "working directory kept: $WORK"
+		else
+			rm -rf "$WORK"
+		fi
+	fi
+	exit "$status"
+}
+
+port_free() {
+	! ss -Htan "sport = :$1" | grep -q .
+}
+
+# pick_ports: LISTEN_PORT and ADMIN_PORT, two consecutive free ports.
+pick_ports() {
+	local base=$PORT_BASE attempt
+	for ((attempt = 0; attempt < 20; attempt++)); do
+		if port_free "$base" && port_free $((base + 1)); then
+			LISTEN_PORT=$base
+			ADMIN_PORT=$((base + 1))
+			return 0
+		fi
+		base=$((base + 10))
+	done
+	die "no two free TCP ports from $PORT_BASE on"
+}
+
+wait_until() {
+	local what=$1 i
+	shift
+	for ((i = 0; i < 100; i++)); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	die "$what did not come up (see the logs in $WORK; BENCH_KEEP=1 keeps them)"
+}
+
+answered() {
+	[ "$(curl -s --max-time 5 -o /dev/null -w '%{http_code}' -H "Host: $NAME" "http://127.0.0.1:$LISTEN_PORT/")" = 200 ]
+}
+
+start_everything() {
+	cat >"$WORK/handoff.conf" <<-EOF
+	# The daemon for bench/latency.sh: one plain-HTTP listener, one local upstream.
+	runtime-dir $WORK/run
+	access-log off
+	# Every client is 127.0.0.1, and an open loop may hold many connections.
+	max-per-ip 60000
+	max-peeking 60000
+	admin 127.0.0.1:$ADMIN_PORT
+	listen 127.0.0.1:$LISTEN_PORT http
+	grant $NAME to self
+	EOF
+	"$ROOT_DIR/build/handoff" check -c "$WORK/handoff.conf" >/dev/null || die "handoff check failed"
+	"$ROOT_DIR/build/handoff" serve -c "$WORK/handoff.conf" >"$WORK/handoff.log" 2>&1 &
+	DAEMON_PID=$!
+	STARTED+=("$DAEMON_PID")
+	wait_until "the handoff daemon" test -d "$WORK/run/upstreams"
+	"$WORK/latency-receiver" "$WORK/run" "$NAME" "$WORK/receiver.txt" >"$WORK/receiver.log" 2>&1 &
+	RECEIVER_PID=$!
+	STARTED+=("$RECEIVER_PID")
+	wait_until "the receiver behind the daemon" answered
+}
+
+# receiver_line: have the receiver append its figures and start anew (SIGUSR1); print the line.
+receiver_line() {
+	local before i
+	touch "$WORK/receiver.txt"
+	before=$(wc -l <"$WORK/receiver.txt" 2>/dev/null || echo 0)
+	kill -USR1 "$RECEIVER_PID"
+	for ((i = 0; i < 100; i++)); do
+		if [ "$(wc -l <"$WORK/receiver.txt" 2>/dev/null || echo 0)" -gt "$before" ]; then
+			tail -1 "$WORK/receiver.txt"
+			return 0
+		fi
+		sleep 0.05
+	done
+	die "the receiver did not answer SIGUSR1"
+}
+
+metrics() {
+	curl -s --max-time 10 "http://127.0.0.1:$ADMIN_PORT/metrics" |
+		grep -E '^handoff_(handoff|peek)_duration_seconds_(bucket|count)\{listener="127\.0\.0\.1:'"$LISTEN_PORT"'"' ||
+		die "cannot read the daemon's metrics"
+}
+
+daemon_ticks() {
+	awk '{ sub(/^[0-9]+ \(.*\) /, ""); print $12 + $13 }' "/proc/$DAEMON_PID/stat"
+}
+
+# measure RATE ROUND [warm-up]: one run of the client; its figures into WORK/RATE-ROUND/.
+measure() {
+	local rate=$1 round=$2 dir ticks0 ticks1
+	dir=$WORK/runs/$rate-$round
+	mkdir -p "$dir"
+	metrics >"$dir/metrics-before.txt"
+	receiver_line >/dev/null
+	ticks0=$(daemon_ticks)
+	timeout $((SECONDS_EACH + 60)) "$WORK/latency-client" 127.0.0.1 "$LISTEN_PORT" "$NAME" "$rate" \
+		"$SECONDS_EACH" "$IN_FLIGHT" >"$dir/client.txt" 2>"$dir/client.log" ||
+		die "latency-client failed at $rate/s: $(tail -3 "$dir/client.log")"
+	ticks1=$(daemon_ticks)
+	receiver_line >"$dir/receiver.txt"
+	metrics >"$dir/metrics-after.txt"
+	echo "ticks $((ticks1 - ticks0)) clk_tck $(getconf CLK_TCK)" >"$dir/cpu.txt"
+}
+
+main() {
+	local rate round
+	install_missing
+	WORK=$(mktemp -d /tmp/handoff-latency.XXXXXX)
+	trap cleanup EXIT
+	trap 'exit 130' INT TERM
+	build
+	pick_ports
+	start_everything
+	local load_before
+	load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+	say "daemon on 127.0.0.1:$LISTEN_PORT, admin $ADMIN_PORT; rates $RATES; $ROUNDS rounds of ${SECONDS_EACH}s"
+	say "warming up: 1 s at the first rate (not recorded)"
+	SECONDS_EACH=1 measure "${RATES%% *}" warmup
+	rm -rf "$WORK/runs/"*-warmup
+	for ((round = 1; round <= ROUNDS; round++)); do
+		for rate in $RATES; do
+			say "round $round/$ROUNDS: $rate connections/s for ${SECONDS_EACH}s"
+			measure "$rate" "$round"
+		done
+	done
+	local command=""
+	[ "$QUICK" = 1 ] && command="BENCH_QUICK=1 "
+	command+=$({ env | grep '^BENCH_LATENCY_' || true; } | sort | tr '\n' ' ')
+	python3 "$BENCH_DIR/latency-report.py" "$WORK/runs" \
+		"command=${command}bench/latency.sh" "seconds=$SECONDS_EACH" "rounds=$ROUNDS" \
+		"cpus=$(nproc)" "load_before=$load_before" "load_after=$(cut -d' ' -f1-3 /proc/loadavg)" \
+		"handoff=$(git -C "$ROOT_DIR" describe --always --dirty 2>/dev/null || echo unknown)"
+}
+
+main "$@"
