@@ -74,6 +74,9 @@ def one_run(directory):
         'rmax': receiver['max_us'], 'rcount': receiver['count'],
         'c50': client['p50_us'], 'c99': client['p99_us'],
         'cpu': cpu_us / handed if handed else None,
+        'dwait': cpu['daemon_wait_ns'] / 1000 / cpu['daemon_runs'] if cpu['daemon_runs'] else None,
+        'rwait': cpu['receiver_wait_ns'] / 1000 / cpu['receiver_runs'] if cpu['receiver_runs'] else None,
+        'rbatch99': receiver['in_batch_p99_us'],
     }
 
 
@@ -115,12 +118,20 @@ def main():
           'daemon p99.9 | daemon peek p99 | receiver p50 | receiver p99 | receiver p99.9 | receiver max | '
           'client p50 | client p99 | daemon CPU µs/conn |')
     print('|' + '---:|' * 15)
+    where = []
     for rate in sorted(by_rate):
         runs = by_rate[rate]
         col = lambda key, digits=0: cell([r[key] for r in runs], digits)  # noqa: E731
         print(f"| {rate:,} | {col('achieved')} | {col('late')} ({col('max_late_ms', 1)}) | {col('errors')} | "
               f"≤{col('d50')} | ≤{col('d99')} | ≤{col('d999')} | ≤{col('peek99')} | {col('r50')} | "
               f"{col('r99')} | {col('r999')} | {col('rmax')} | {col('c50')} | {col('c99')} | {col('cpu', 1)} |")
+        where.append(f"| {rate:,} | {col('dwait', 1)} | {col('rwait', 1)} | {col('rbatch99')} |")
+    print('\nWhere the time goes: the mean wait for a CPU each time the process became runnable '
+          '(run queue, /proc/PID/schedstat), and the receiver\'s p99 from waking up to taking a connection '
+          '(connections taken earlier in the same wakeup), µs.\n')
+    print('| offered/s | daemon run-queue wait | receiver run-queue wait | receiver wakeup to take p99 |')
+    print('|' + '---:|' * 4)
+    print('\n'.join(where))
     print()
     for rate in sorted(by_rate):
         runs = by_rate[rate]

@@ -12,7 +12,8 @@
 # reads the daemon's handoff and peek histograms from /metrics (their
 # difference is the measurement's), resets and then reads the receiver's
 # own figures (SIGUSR1), and reads the daemon's CPU time from
-# /proc/PID/stat. bench/latency-report.py prints the table. Everything
+# /proc/PID/stat and how long the daemon and the receiver waited for a CPU
+# from /proc/PID/schedstat. bench/latency-report.py prints the table. Everything
 # started here is stopped by its PID when the script ends.
 #
 # Environment (defaults in brackets, quick mode's after the slash):
@@ -186,21 +187,35 @@ daemon_ticks() {
 	awk '{ sub(/^[0-9]+ \(.*\) /, ""); print $12 + $13 }' "/proc/$DAEMON_PID/stat"
 }
 
+# schedstat PID: nanoseconds on a CPU, nanoseconds runnable but waiting for
+# one (run queue), times run; both processes are single-threaded.
+schedstat() {
+	cat "/proc/$1/schedstat"
+}
+
 # measure RATE ROUND [warm-up]: one run of the client; its figures into WORK/RATE-ROUND/.
 measure() {
-	local rate=$1 round=$2 dir ticks0 ticks1
+	local rate=$1 round=$2 dir ticks0 ticks1 daemon0 daemon1 receiver0 receiver1
 	dir=$WORK/runs/$rate-$round
 	mkdir -p "$dir"
 	metrics >"$dir/metrics-before.txt"
 	receiver_line >/dev/null
 	ticks0=$(daemon_ticks)
+	daemon0=$(schedstat "$DAEMON_PID")
+	receiver0=$(schedstat "$RECEIVER_PID")
 	timeout $((SECONDS_EACH + 60)) "$WORK/latency-client" 127.0.0.1 "$LISTEN_PORT" "$NAME" "$rate" \
 		"$SECONDS_EACH" "$IN_FLIGHT" >"$dir/client.txt" 2>"$dir/client.log" ||
 		die "latency-client failed at $rate/s: $(tail -3 "$dir/client.log")"
 	ticks1=$(daemon_ticks)
+	daemon1=$(schedstat "$DAEMON_PID")
+	receiver1=$(schedstat "$RECEIVER_PID")
 	receiver_line >"$dir/receiver.txt"
 	metrics >"$dir/metrics-after.txt"
 	echo "ticks $((ticks1 - ticks0)) clk_tck $(getconf CLK_TCK)" >"$dir/cpu.txt"
+	set -- $daemon0 $daemon1
+	echo "daemon_wait_ns $(($5 - $2)) daemon_runs $(($6 - $3))" >>"$dir/cpu.txt"
+	set -- $receiver0 $receiver1
+	echo "receiver_wait_ns $(($5 - $2)) receiver_runs $(($6 - $3))" >>"$dir/cpu.txt"
 }
 
 main() {

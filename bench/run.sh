@@ -640,9 +640,11 @@ main() {
 	echo "load_after	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/machine.tsv"
 	echo "duration	$((SECONDS - began)) s" >>"$WORK/machine.tsv"
 	python3 "$BENCH_DIR/report.py" "$WORK/machine.tsv" "$RESULTS"
-	# Last section: the daemon's memory with many connections held (its own daemon, nginx and ports).
+	# The daemon's memory with many connections held (its own daemon, nginx and ports).
 	[ "$QUICK" = 1 ] && export BENCH_MEMORY_CONNECTIONS=${BENCH_MEMORY_CONNECTIONS:-2000}
 	"$BENCH_DIR/memory.sh" || die "bench/memory.sh failed"
+	# Then the handoff latency at fixed offered rates (its own daemon, upstream and client).
+	[ "${BENCH_LATENCY:-1}" = 0 ] || "$BENCH_DIR/latency.sh"
 }
 
 main "$@"
