@@ -20,7 +20,9 @@
 # (tlsconn, one 1 KiB request each), new plain-HTTP connections routed by
 # Host (wrk, "Connection: close"), HTTPS keep-alive requests (wrk), a large
 # HTTPS download (curl); then bench/memory.sh adds the daemon's memory with
-# 10,000 connections held (2,000 in quick mode). Around every measurement the CPU time of the proxy
+# 10,000 connections held (2,000 in quick mode), and bench/latency.sh the
+# handoff latency at fixed offered rates (BENCH_LATENCY=0 leaves it out).
+# Around every measurement the CPU time of the proxy
 # and of the server is read from /proc/PID/stat. The measurements run in
 # rounds; in every round each workload runs once per path, the paths in a
 # rotated order, so that drift of the machine's load or a position in the
