@@ -68,7 +68,8 @@ def one_run(directory):
     cpu_us = cpu['ticks'] / cpu['clk_tck'] * 1e6
     return {
         'achieved': client['rate'], 'late': client['late'], 'max_late_ms': client['max_late_us'] / 1000,
-        'errors': client['errors'], 'handed': handed,
+        'errors': client['errors'], 'overflow': client['overflow'], 'refused_by_daemon': client['bad_answer'],
+        'handed': handed,
         'd50': h50, 'd99': h99, 'd999': h999, 'peek50': p50, 'peek99': p99,
         'r50': receiver['p50_us'], 'r99': receiver['p99_us'], 'r999': receiver['p999_us'],
         'rmax': receiver['max_us'], 'rcount': receiver['count'],
@@ -114,15 +115,15 @@ def main():
     print('Median over the rounds, (min–max). Daemon: accept to handed off, from its histogram (the upper '
           'bound of the bucket holding the quantile, µs). Receiver: the daemon\'s accept to the upstream '
           'holding the socket, 1 µs resolution. Client: connect() to the end of the answer.\n')
-    print('| offered/s | achieved/s | behind schedule ≥1 ms (max ms) | errors | daemon p50 | daemon p99 | '
+    print('| offered/s | achieved/s | started ≥1 ms late | most late, ms | errors | daemon p50 | daemon p99 | '
           'daemon p99.9 | daemon peek p99 | receiver p50 | receiver p99 | receiver p99.9 | receiver max | '
           'client p50 | client p99 | daemon CPU µs/conn |')
-    print('|' + '---:|' * 15)
+    print('|' + '---:|' * 16)
     where = []
     for rate in sorted(by_rate):
         runs = by_rate[rate]
         col = lambda key, digits=0: cell([r[key] for r in runs], digits)  # noqa: E731
-        print(f"| {rate:,} | {col('achieved')} | {col('late')} ({col('max_late_ms', 1)}) | {col('errors')} | "
+        print(f"| {rate:,} | {col('achieved')} | {col('late')} | {col('max_late_ms', 1)} | {col('errors')} | "
               f"≤{col('d50')} | ≤{col('d99')} | ≤{col('d999')} | ≤{col('peek99')} | {col('r50')} | "
               f"{col('r99')} | {col('r999')} | {col('rmax')} | {col('c50')} | {col('c99')} | {col('cpu', 1)} |")
         where.append(f"| {rate:,} | {col('dwait', 1)} | {col('rwait', 1)} | {col('rbatch99')} |")
@@ -137,8 +138,12 @@ def main():
         runs = by_rate[rate]
         handed = sum(r['handed'] for r in runs)
         received = sum(r['rcount'] for r in runs)
+        overflow = sum(r['overflow'] for r in runs)
+        broken = sum(r['refused_by_daemon'] for r in runs)
         print(f'- {rate:,}/s: {handed:,.0f} connections handed off by the daemon, {received:,.0f} taken by '
-              f'the receiver, over {len(runs)} rounds.')
+              f'the receiver, over {len(runs)} rounds; errors: {overflow:,.0f} not started (the client\'s '
+              f'bound on connections in flight), {broken:,.0f} closed without an answer (refused by the daemon, '
+              f'e.g. max-pending at a stalled receiver).')
 
 
 if __name__ == '__main__':
