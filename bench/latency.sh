@@ -212,10 +212,13 @@ measure() {
 	receiver_line >"$dir/receiver.txt"
 	metrics >"$dir/metrics-after.txt"
 	echo "ticks $((ticks1 - ticks0)) clk_tck $(getconf CLK_TCK)" >"$dir/cpu.txt"
-	set -- $daemon0 $daemon1
-	echo "daemon_wait_ns $(($5 - $2)) daemon_runs $(($6 - $3))" >>"$dir/cpu.txt"
-	set -- $receiver0 $receiver1
-	echo "receiver_wait_ns $(($5 - $2)) receiver_runs $(($6 - $3))" >>"$dir/cpu.txt"
+	local -a d0 d1 r0 r1
+	read -r -a d0 <<<"$daemon0"
+	read -r -a d1 <<<"$daemon1"
+	read -r -a r0 <<<"$receiver0"
+	read -r -a r1 <<<"$receiver1"
+	echo "daemon_wait_ns $((d1[1] - d0[1])) daemon_runs $((d1[2] - d0[2]))" >>"$dir/cpu.txt"
+	echo "receiver_wait_ns $((r1[1] - r0[1])) receiver_runs $((r1[2] - r0[2]))" >>"$dir/cpu.txt"
 }
 
 main() {
