@@ -20,7 +20,9 @@
 # BENCH_LATENCY_RATES ["5000 15000"] offered new connections per second,
 # BENCH_LATENCY_ROUNDS [3/1], BENCH_LATENCY_SECONDS [5/1] per measurement,
 # BENCH_LATENCY_IN_FLIGHT [2000] the client's bound on open connections,
-# BENCH_LATENCY_PORT_BASE [23460] first of two TCP ports, BENCH_KEEP=1 keeps
+# BENCH_LATENCY_LISTEN_OPTIONS [none] appended to the daemon's listen line
+# (e.g. "defer-accept 1s"), BENCH_LATENCY_PORT_BASE [23460] first of two
+# TCP ports, BENCH_KEEP=1 keeps
 # the working directory (configuration, logs, raw figures).
 set -euo pipefail
 
@@ -37,6 +39,7 @@ else
 fi
 RATES=${BENCH_LATENCY_RATES:-5000 15000}
 IN_FLIGHT=${BENCH_LATENCY_IN_FLIGHT:-2000}
+LISTEN_OPTIONS=${BENCH_LATENCY_LISTEN_OPTIONS:-}
 PORT_BASE=${BENCH_LATENCY_PORT_BASE:-23460}
 KEEP_WORK=${BENCH_KEEP:-0}
 NAME=latency.example
@@ -147,7 +150,7 @@ start_everything() {
 	max-per-ip 60000
 	max-peeking 60000
 	admin 127.0.0.1:$ADMIN_PORT
-	listen 127.0.0.1:$LISTEN_PORT http
+	listen 127.0.0.1:$LISTEN_PORT http $LISTEN_OPTIONS
 	grant $NAME to self
 	EOF
 	"$ROOT_DIR/build/handoff" check -c "$WORK/handoff.conf" >/dev/null || die "handoff check failed"
