@@ -18,7 +18,10 @@
 #      under `handoff run` and direct (strace -c);
 #   3. the daemon's profile (perf record -g): the share of its samples in
 #      each system call's kernel path, in waiting for events, and in user
-#      space.
+#      space;
+#   4. new plain-HTTP connections/s, direct and handed off, with every
+#      process pinned (taskset) to 1, 2, 4, ... of the machine's CPUs, and
+#      the daemon's share of one CPU.
 #
 # Environment: BENCH_ROUNDS [3/1], BENCH_SECONDS [4/2] per measurement,
 # BENCH_PORT_BASE [23800] first of eight TCP ports, BENCH_KEEP=1.
@@ -188,10 +191,52 @@ profile_table() {
 	echo
 }
 
+# pin CPUS: every process started here (and its threads and children) on CPUS.
+pin() {
+	local pid
+	for pid in "${STARTED[@]}" $(descendants "${STARTED[@]}"); do
+		taskset -a -p -c "$1" "$pid" >/dev/null 2>&1 || true
+	done
+}
+
+# cores_table: new plain-HTTP connections/s, direct and handed off, with
+# everything (client, nginx, daemon) on 1, 2, 4, ... of the machine's CPUs.
+cores_table() {
+	local n=1 cpus direct handed t0 t1 hz conns
+	hz=$(getconf CLK_TCK)
+	echo "#### New plain-HTTP connections/s by number of CPUs (wrk -c32; client, servers and daemon share the CPUs; medians of $ROUNDS rounds)"
+	echo
+	echo "| CPUs | direct | handoff (defer-accept) | ÷ direct | daemon's CPU, % of one CPU |"
+	echo "|---:|---:|---:|---:|---:|"
+	while [ "$n" -le "$(nproc)" ]; do
+		cpus="0-$((n - 1))"
+		pin "$cpus"
+		: >"$WORK/cores-direct" && : >"$WORK/cores-handed" && : >"$WORK/cores-share"
+		for ((r = 0; r < ROUNDS; r++)); do
+			conns=$(taskset -c "$cpus" wrk -t2 -c32 -d"${SECONDS_EACH}s" -H 'Host: bench.example' \
+				-H 'Connection: close' "http://127.0.0.1:$PORT_DIRECT_HTTP/index.html" | awk '/requests in/ { print $1 }')
+			echo $((conns / SECONDS_EACH)) >>"$WORK/cores-direct"
+			t0=$(tree_ticks "$DAEMON")
+			conns=$(taskset -c "$cpus" wrk -t2 -c32 -d"${SECONDS_EACH}s" -H 'Host: bench.example' \
+				-H 'Connection: close' "http://127.0.0.1:$PORT_HTTP_DEFER/index.html" | awk '/requests in/ { print $1 }')
+			t1=$(tree_ticks "$DAEMON")
+			echo $((conns / SECONDS_EACH)) >>"$WORK/cores-handed"
+			awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$SECONDS_EACH" 'BEGIN { printf "%.1f\n", 100 * t / hz / s }' \
+				>>"$WORK/cores-share"
+		done
+		direct=$(median <"$WORK/cores-direct")
+		handed=$(median <"$WORK/cores-handed")
+		echo "| $n | $direct | $handed | $(awk -v a="$handed" -v b="$direct" 'BEGIN { printf "%.2f", a / b }') | $(median <"$WORK/cores-share") |"
+		n=$((n * 2))
+	done
+	pin "0-$(($(nproc) - 1))"
+	echo
+}
+
 # --- main --------------------------------------------------------------------
 
 main() {
-	install_missing wrk nginx curl openssl iproute2 procps gcc make libc6-dev libssl-dev strace linux-perf
+	install_missing wrk nginx curl openssl iproute2 procps util-linux gcc make libc6-dev libssl-dev strace linux-perf
 	build_handoff
 	make_work profile
 	cc -std=c17 -O2 -Wall -Wextra -Werror -o "$WORK/tlsconn" "$BENCH_DIR/tlsconn.c" -lssl -lcrypto -lpthread ||
@@ -246,6 +291,7 @@ main() {
 	cost_table
 	syscall_table
 	profile_table
+	cores_table
 	echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
 }
 
