@@ -2,6 +2,8 @@
 #
 # Sourced by bench/*.sh after they set SCRIPT (their name, for messages)
 # and, optionally, KEEP_WORK=1 to keep WORK at the end.
+# shellcheck shell=bash
+# shellcheck disable=SC2153	# SCRIPT is set by the script that sources this file
 
 BENCH_DIR=${BENCH_DIR:-$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)}
 ROOT_DIR=${ROOT_DIR:-$(dirname "$BENCH_DIR")}
@@ -18,15 +20,21 @@ say() {
 	echo "$SCRIPT: $*" >&2
 }
 
-# descendants PID...: every process below the given ones, from /proc/*/stat.
-descendants() {
-	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v roots="$*" '
+# proc_tree descendants|ticks PID...: from one read of /proc/*/stat, every
+# process below the given ones (one a line, the given ones left out), or the
+# sum of the CPU ticks of the given ones and all below them: utime + stime +
+# cutime + cstime, so that reaped children's count too; 0 for no PID at all.
+proc_tree() {
+	local what=$1
+	shift
+	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v what="$what" -v roots="$*" '
 	{
 		pid = $1
 		rest = $0
 		sub(/^[0-9]+ \(.*\) /, "", rest)	# comm may hold blanks
 		split(rest, f, " ")
 		parent[pid] = f[2]
+		ticks[pid] = f[12] + f[13] + f[14] + f[15]	# utime stime cutime cstime
 	}
 	END {
 		n = split(roots, r, " ")
@@ -38,23 +46,28 @@ descendants() {
 				if (!(p in mark) && (parent[p] in mark)) {
 					mark[p] = 1
 					grew = 1
-					print p
+					if (what == "descendants")
+						print p
 				}
 		} while (grew)
+		if (what == "ticks") {
+			sum = 0
+			for (p in mark)
+				if (p in parent)
+					sum += ticks[p]
+			print sum
+		}
 	}'
 }
 
-# tree_ticks PID...: user+system CPU ticks of the processes and every one
-# below them (reaped children's included), from /proc/PID/stat.
+# descendants PID...: every process below the given ones.
+descendants() {
+	proc_tree descendants "$@"
+}
+
+# tree_ticks PID...: CPU ticks of the processes and every one below them.
 tree_ticks() {
-	local pid sum=0 f
-	for pid in "$@" $(descendants "$@"); do
-		f=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-		f=${f##*) }
-		set -- $f
-		sum=$((sum + ${12} + ${13} + ${14} + ${15}))
-	done
-	echo "$sum"
+	proc_tree ticks "$@"
 }
 
 # stop_pids PID...: SIGTERM the processes, wait up to 10 s for them and
@@ -125,6 +138,13 @@ poll() {
 	return 1
 }
 
+# wait_until WHAT COMMAND...: poll COMMAND for up to 10 s; die naming WHAT if it never succeeds.
+wait_until() {
+	local what=$1
+	shift
+	poll 10 "$@" || die "$what did not come up (see the logs in $WORK; BENCH_KEEP=1 keeps them)"
+}
+
 # port_free PORT: no TCP socket of any state uses PORT locally.
 port_free() {
 	! ss -Htan "sport = :$1" | grep -q .
@@ -190,9 +210,22 @@ install_missing() {
 	[ "$own_policy" -eq 0 ] || rm -f "$policy"
 }
 
+# make_handoff TARGET...: make the targets (build/handoff, build/libhandoff.a ...), quietly.
+make_handoff() {
+	make -C "$ROOT_DIR" -j"$(nproc)" "$@" >/dev/null || die "make failed"
+}
+
 # build_handoff: the daemon and the preload library, without sanitizers.
 build_handoff() {
 	say "building (make)"
-	make -C "$ROOT_DIR" -j"$(nproc)" build/handoff build/libhandoff-preload.so >/dev/null ||
-		die "make failed"
+	make_handoff build/handoff build/libhandoff-preload.so
+}
+
+# build_tool NAME [CC ARGUMENTS...]: compile bench/NAME.c into WORK/NAME,
+# as strictly as the project's own code.
+build_tool() {
+	local name=$1
+	shift
+	cc -std=c17 -O2 -Wall -Wextra -Wshadow -Wcast-qual -Wstrict-prototypes -Wmissing-prototypes -Werror \
+		-o "$WORK/$name" "$BENCH_DIR/$name.c" "$@" || die "cannot build bench/$name.c"
 }
