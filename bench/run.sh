@@ -39,8 +39,9 @@
 # output).
 set -euo pipefail
 
-BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-ROOT_DIR=$(dirname "$BENCH_DIR")
+SCRIPT=run.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -60,166 +61,29 @@ TLS_CLIENTS=${BENCH_TLS_CLIENTS:-8}
 # Below the kernel's ephemeral range (32768-60999 by default), so that no
 # outgoing connection holds one of them when the servers bind.
 PORT_BASE=${BENCH_PORT_BASE:-23400}
-KEEP_WORK=${BENCH_KEEP:-0}
 
 PATHS=(direct handoff relay haproxy sniproxy nginx-stream)
 # The paths that route plain HTTP by Host.
 HTTP_PATHS=(direct handoff relay haproxy sniproxy)
 
-die() {
-	echo "run.sh: $*" >&2
-	exit 1
-}
-
-say() {
-	echo "run.sh: $*" >&2
-}
-
 # --- packages and build ------------------------------------------------------
 
-package_installed() {
-	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
-}
-
-install_missing() {
-	local packages="wrk haproxy sniproxy nginx libnginx-mod-stream curl openssl python3 iproute2 procps gcc make libc6-dev libssl-dev"
-	local apt=(apt-get -o DPkg::Lock::Timeout=900)
-	local missing=() package policy=/usr/sbin/policy-rc.d own_policy=0
-
-	for package in $packages; do
-		package_installed "$package" || missing+=("$package")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	[ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run as root to install them)"
-	say "installing ${missing[*]}"
-	export DEBIAN_FRONTEND=noninteractive
-	# The packaged services (nginx on port 80, haproxy, sniproxy) must not
-	# start on install: the benchmark runs its own copies.
-	if [ ! -e "$policy" ]; then
-		printf '#!/bin/sh\nexit 101\n' >"$policy"
-		chmod 755 "$policy"
-		own_policy=1
-	fi
-	# Other jobs may hold the dpkg lock: wait for it rather than fail.
-	if ! "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; then
-		"${apt[@]}" update -qq
-		"${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-			die "apt-get install ${missing[*]} failed"
-	fi
-	[ "$own_policy" -eq 0 ] || rm -f "$policy"
-}
-
-build() {
-	say "building (make)"
-	make -C "$ROOT_DIR" -j"$(nproc)" build/handoff build/libhandoff-preload.so >/dev/null ||
-		die "make failed"
-}
+PACKAGES=(wrk haproxy sniproxy nginx libnginx-mod-stream curl openssl python3 iproute2 procps gcc make libc6-dev libssl-dev)
 
 # build_client: the TLS connection client, into the working directory.
 build_client() {
+	build_tool tlsconn -lssl -lcrypto -lpthread
 	TLSCONN=$WORK/tlsconn
-	cc -std=c17 -O2 -Wall -Wextra -Wshadow -Wcast-qual -Werror -o "$TLSCONN" "$BENCH_DIR/tlsconn.c" -lssl -lcrypto -lpthread ||
-		die "cannot build bench/tlsconn.c"
 }
 
 # --- processes ---------------------------------------------------------------
 
-STARTED=()		# PIDs of the processes this script started
 declare -A PID		# role -> PID
 
-# start ROLE COMMAND...: run COMMAND in the background, output to WORK/ROLE.log.
-start() {
-	local role=$1
-	shift
-	"$@" >"$WORK/$role.log" 2>&1 &
-	PID[$role]=$!
-	STARTED+=($!)
-}
-
-# proc_tree pids|ticks PID...: the PIDs and every process below them, one
-# per line, or the sum of their user+system CPU ticks (reaped children's
-# included), read from /proc/PID/stat.
-proc_tree() {
-	local what=$1
-	shift
-	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v what="$what" -v roots="$*" '
-	{
-		pid = $1
-		rest = $0
-		sub(/^[0-9]+ \(.*\) /, "", rest)	# comm may hold blanks
-		split(rest, f, " ")
-		parent[pid] = f[2]
-		ticks[pid] = f[12] + f[13] + f[14] + f[15]	# utime stime cutime cstime
-	}
-	END {
-		n = split(roots, r, " ")
-		for (i = 1; i <= n; i++)
-			mark[r[i]] = 1
-		do {
-			grew = 0
-			for (p in parent)
-				if (!(p in mark) && (parent[p] in mark)) {
-					mark[p] = 1
-					grew = 1
-				}
-		} while (grew)
-		sum = 0
-		for (p in mark)
-			if (p in parent) {
-				if (what == "pids")
-					print p
-				sum += ticks[p]
-			}
-		if (what == "ticks")
-			print sum
-	}'
-}
-
-cleanup() {
-	local status=$? tree pid i alive
-	trap - EXIT INT TERM
-	if [ ${#STARTED[@]} -gt 0 ]; then
-		tree=$(proc_tree pids "${STARTED[@]}")
-		for pid in "${STARTED[@]}"; do
-			kill -TERM "$pid" 2>/dev/null || true
-		done
-		for ((i = 0; i < 50; i++)); do
-			alive=0
-			for pid in $tree; do
-				kill -0 "$pid" 2>/dev/null && alive=1
-			done
-			[ "$alive" -eq 0 ] && break
-			sleep 0.1
-		done
-		for pid in $tree; do
-			kill -KILL "$pid" 2>/dev/null || true
-		done
-		wait 2>/dev/null || true
-	fi
-	if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
-		if [ "$KEEP_WORK" = 1 ]; then
-			say "working directory kept: $WORK"
-		else
-			rm -rf "$WORK"
-		fi
-	fi
-	exit "$status"
-}
-
-# wait_until WHAT COMMAND...: poll COMMAND for up to 10 s.
-wait_until() {
-	local what=$1 i
-	shift
-	for ((i = 0; i < 100; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	die "$what did not come up (see the logs in $WORK; BENCH_KEEP=1 keeps them)"
-}
-
-# port_free PORT: no TCP socket of any state uses PORT locally.
-port_free() {
-	! ss -Htan "sport = :$1" | grep -q .
+# start_role ROLE COMMAND...: lib.sh's start, the PID kept as PID[ROLE].
+start_role() {
+	start "$@"
+	PID[$1]=$LAST_PID
 }
 
 PORT_ROLES=(DIRECT_TLS DIRECT_HTTP UNDER_RUN_TLS UNDER_RUN_HTTP HANDOFF_TLS HANDOFF_HTTP
@@ -229,46 +93,16 @@ PORT_ROLES=(DIRECT_TLS DIRECT_HTTP UNDER_RUN_TLS UNDER_RUN_HTTP HANDOFF_TLS HAND
 # PORT_BASE on. UNDER_RUN_* are nginx's own ports under handoff run, which
 # it never opens on the network.
 pick_ports() {
-	local base=$PORT_BASE attempt p ok i n=${#PORT_ROLES[@]}
-	for ((attempt = 0; attempt < 20; attempt++)); do
-		ok=1
-		for ((p = base; p < base + n; p++)); do
-			port_free "$p" || ok=0
-		done
-		if [ "$ok" -eq 1 ]; then
-			for ((i = 0; i < n; i++)); do
-				printf -v "PORT_${PORT_ROLES[i]}" '%s' $((base + i))
-			done
-			return 0
-		fi
-		base=$((base + 20))
+	local base i n=${#PORT_ROLES[@]}
+	base=$(free_ports "$PORT_BASE" "$n")
+	for ((i = 0; i < n; i++)); do
+		printf -v "PORT_${PORT_ROLES[i]}" '%s' $((base + i))
 	done
-	die "no $n free TCP ports from $PORT_BASE on"
-}
-
-# fill TEMPLATE OUTPUT KEY=VALUE...: replace @KEY@ in TEMPLATE.
-fill() {
-	local template=$1 output=$2 pair script=""
-	shift 2
-	for pair in "$@"; do
-		script+="s|@${pair%%=*}@|${pair#*=}|g;"
-	done
-	sed "$script" "$BENCH_DIR/$template" >"$WORK/$output"
 }
 
 # --- measuring CPU ---------------------------------------------------------------
 
 CLK_TCK=$(getconf CLK_TCK)
-
-# tree_ticks PID...: CPU ticks of the processes and all below them; 0 for
-# no PID at all.
-tree_ticks() {
-	if [ -z "$*" ]; then
-		echo 0		# the direct path has no proxy
-		return
-	fi
-	proc_tree ticks "$@"
-}
 
 # busy_ticks: user+nice+system+irq+softirq ticks of the whole machine. The
 # interrupt columns belong in the sum because a task's system time includes
@@ -419,15 +253,15 @@ start_everything() {
 	nginx -t -q -c "$WORK/nginx-stream.conf" 2>/dev/null || die "nginx -t failed for nginx-stream.conf"
 	haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy -c failed"
 
-	start nginx-direct nginx -c "$WORK/nginx-direct.conf"
-	start handoff "$ROOT_DIR/build/handoff" serve -c "$WORK/handoff.conf"
+	start_role nginx-direct nginx -c "$WORK/nginx-direct.conf"
+	start_role handoff "$ROOT_DIR/build/handoff" serve -c "$WORK/handoff.conf"
 	wait_until "the handoff daemon" test -d "$WORK/run/upstreams"
-	start nginx-handoff "$ROOT_DIR/build/handoff" run --name bench.example \
+	start_role nginx-handoff "$ROOT_DIR/build/handoff" run --name bench.example \
 		--port "$PORT_UNDER_RUN_TLS/tls" --port "$PORT_UNDER_RUN_HTTP/http" \
 		--runtime-dir "$WORK/run" -- "$(command -v nginx)" -c "$WORK/nginx-handoff.conf"
-	start haproxy haproxy -db -f "$WORK/haproxy.cfg"
-	start sniproxy sniproxy -f -c "$WORK/sniproxy.conf"
-	start nginx-stream nginx -c "$WORK/nginx-stream.conf"
+	start_role haproxy haproxy -db -f "$WORK/haproxy.cfg"
+	start_role sniproxy sniproxy -f -c "$WORK/sniproxy.conf"
+	start_role nginx-stream nginx -c "$WORK/nginx-stream.conf"
 
 	setup_paths
 	wait_until "nginx (direct)" answered_by tls direct direct
@@ -484,15 +318,15 @@ run_wrk() {
 
 # run_tlsconn full|resume PATH ROUND
 run_tlsconn() {
-	local mode=$1 path=$2 round=$3 out line key value
+	local mode=$1 path=$2 round=$3 out key value fields
 	out="$WORK/tlsconn-$mode-$path-$round.txt"
 	snap_begin "$path"
 	timeout $((SECONDS_EACH + 30)) "$TLSCONN" "$mode" 127.0.0.1 "${TLS_PORT[$path]}" "${TLS_NAME[$path]}" \
 		/index.html "$TLS_CLIENTS" $((SECONDS_EACH * 1000)) >"$out" 2>&1 ||
 		die "tlsconn $mode failed on $path: $(tail -3 "$out")"
 	snap_end "$mode" "$path" "$round"
-	line=$(tail -1 "$out")
-	set -- $line
+	read -r -a fields < <(tail -1 "$out") || true	# the last line, its words
+	set -- "${fields[@]}"
 	while [ $# -ge 2 ]; do
 		key=$1 value=$2
 		shift 2
@@ -618,14 +452,11 @@ describe_machine() {
 
 main() {
 	local began=$SECONDS
-	install_missing
-	build
-	WORK=$(mktemp -d /tmp/handoff-bench.XXXXXX)
-	chmod 755 "$WORK"	# nginx workers read the document root
+	install_missing "${PACKAGES[@]}"
+	build_handoff
+	make_work bench
 	RESULTS=$WORK/results.tsv
 	: >"$RESULTS"
-	trap cleanup EXIT
-	trap 'exit 130' INT TERM
 	build_client
 
 	check_quiet
