@@ -26,8 +26,9 @@
 # the working directory (configuration, logs, raw figures).
 set -euo pipefail
 
-BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
-ROOT_DIR=$(dirname "$BENCH_DIR")
+SCRIPT=latency.sh
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 QUICK=${BENCH_QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -41,100 +42,21 @@ RATES=${BENCH_LATENCY_RATES:-5000 15000}
 IN_FLIGHT=${BENCH_LATENCY_IN_FLIGHT:-2000}
 LISTEN_OPTIONS=${BENCH_LATENCY_LISTEN_OPTIONS:-}
 PORT_BASE=${BENCH_LATENCY_PORT_BASE:-23460}
-KEEP_WORK=${BENCH_KEEP:-0}
 NAME=latency.example
-
-die() {
-	echo "latency.sh: $*" >&2
-	exit 1
-}
-
-say() {
-	echo "latency.sh: $*" >&2
-}
-
-package_installed() {
-	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
-}
-
-install_missing() {
-	local package missing=()
-	for package in curl python3 iproute2 procps gcc make libc6-dev; do
-		package_installed "$package" || missing+=("$package")
-	done
-	[ ${#missing[@]} -eq 0 ] && return 0
-	[ "$(id -u)" -eq 0 ] || die "missing packages: ${missing[*]} (run as root to install them)"
-	say "installing ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=900 install -y -qq \
-		--no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
-}
 
 build() {
 	say "building (make, bench/latency-client.c, bench/latency-receiver.c)"
-	make -C "$ROOT_DIR" -j"$(nproc)" build/handoff build/libhandoff.a >/dev/null || die "make failed"
-	local flags=(-std=c17 -O2 -Wall -Wextra -Wshadow -Wcast-qual -Wstrict-prototypes -Wmissing-prototypes -Werror)
-	cc "${flags[@]}" -o "$WORK/latency-client" "$BENCH_DIR/latency-client.c" ||
-		die "cannot build bench/latency-client.c"
-	cc "${flags[@]}" -I"$ROOT_DIR/include" -o "$WORK/latency-receiver" "$BENCH_DIR/latency-receiver.c" \
-		"$ROOT_DIR/build/libhandoff.a" -lpthread || die "cannot build bench/latency-receiver.c"
-}
-
-STARTED=()		# PIDs of the processes this script started
-
-cleanup() {
-	local status=$? pid i alive
-	trap - EXIT INT TERM
-	for pid in "${STARTED[@]}"; do
-		kill -TERM "$pid" 2>/dev/null || true
-	done
-	for ((i = 0; i < 50; i++)); do
-		alive=0
-		for pid in "${STARTED[@]}"; do
-			kill -0 "$pid" 2>/dev/null && alive=1
-		done
-		[ "$alive" -eq 0 ] && break
-		sleep 0.1
-	done
-	for pid in "${STARTED[@]}"; do
-		kill -KILL "$pid" 2>/dev/null || true
-	done
-	wait 2>/dev/null || true
-	if [ -n "${WORK:-}" ] && [ -d "$WORK" ]; then
-		if [ "$KEEP_WORK" = 1 ]; then
-			say "working directory kept: $WORK"
-		else
-			rm -rf "$WORK"
-		fi
-	fi
-	exit "$status"
-}
-
-port_free() {
-	! ss -Htan "sport = :$1" | grep -q .
+	make_handoff build/handoff build/libhandoff.a
+	build_tool latency-client
+	build_tool latency-receiver -I"$ROOT_DIR/include" "$ROOT_DIR/build/libhandoff.a" -lpthread
 }
 
 # pick_ports: LISTEN_PORT and ADMIN_PORT, two consecutive free ports.
 pick_ports() {
-	local base=$PORT_BASE attempt
-	for ((attempt = 0; attempt < 20; attempt++)); do
-		if port_free "$base" && port_free $((base + 1)); then
-			LISTEN_PORT=$base
-			ADMIN_PORT=$((base + 1))
-			return 0
-		fi
-		base=$((base + 10))
-	done
-	die "no two free TCP ports from $PORT_BASE on"
-}
-
-wait_until() {
-	local what=$1 i
-	shift
-	for ((i = 0; i < 100; i++)); do
-		"$@" >/dev/null 2>&1 && return 0
-		sleep 0.1
-	done
-	die "$what did not come up (see the logs in $WORK; BENCH_KEEP=1 keeps them)"
+	local base
+	base=$(free_ports "$PORT_BASE" 2)
+	LISTEN_PORT=$base
+	ADMIN_PORT=$((base + 1))
 }
 
 answered() {
@@ -154,13 +76,11 @@ start_everything() {
 	grant $NAME to self
 	EOF
 	"$ROOT_DIR/build/handoff" check -c "$WORK/handoff.conf" >/dev/null || die "handoff check failed"
-	"$ROOT_DIR/build/handoff" serve -c "$WORK/handoff.conf" >"$WORK/handoff.log" 2>&1 &
-	DAEMON_PID=$!
-	STARTED+=("$DAEMON_PID")
+	start handoff "$ROOT_DIR/build/handoff" serve -c "$WORK/handoff.conf"
+	DAEMON_PID=$LAST_PID
 	wait_until "the handoff daemon" test -d "$WORK/run/upstreams"
-	"$WORK/latency-receiver" "$WORK/run" "$NAME" "$WORK/receiver.txt" >"$WORK/receiver.log" 2>&1 &
-	RECEIVER_PID=$!
-	STARTED+=("$RECEIVER_PID")
+	start receiver "$WORK/latency-receiver" "$WORK/run" "$NAME" "$WORK/receiver.txt"
+	RECEIVER_PID=$LAST_PID
 	wait_until "the receiver behind the daemon" answered
 }
 
@@ -186,10 +106,6 @@ metrics() {
 		die "cannot read the daemon's metrics"
 }
 
-daemon_ticks() {
-	awk '{ sub(/^[0-9]+ \(.*\) /, ""); print $12 + $13 }' "/proc/$DAEMON_PID/stat"
-}
-
 # schedstat PID: nanoseconds on a CPU, nanoseconds runnable but waiting for
 # one (run queue), times run; both processes are single-threaded.
 schedstat() {
@@ -203,13 +119,13 @@ measure() {
 	mkdir -p "$dir"
 	metrics >"$dir/metrics-before.txt"
 	receiver_line >/dev/null
-	ticks0=$(daemon_ticks)
+	ticks0=$(tree_ticks "$DAEMON_PID")
 	daemon0=$(schedstat "$DAEMON_PID")
 	receiver0=$(schedstat "$RECEIVER_PID")
 	timeout $((SECONDS_EACH + 60)) "$WORK/latency-client" 127.0.0.1 "$LISTEN_PORT" "$NAME" "$rate" \
 		"$SECONDS_EACH" "$IN_FLIGHT" >"$dir/client.txt" 2>"$dir/client.log" ||
 		die "latency-client failed at $rate/s: $(tail -3 "$dir/client.log")"
-	ticks1=$(daemon_ticks)
+	ticks1=$(tree_ticks "$DAEMON_PID")
 	daemon1=$(schedstat "$DAEMON_PID")
 	receiver1=$(schedstat "$RECEIVER_PID")
 	receiver_line >"$dir/receiver.txt"
@@ -226,10 +142,8 @@ measure() {
 
 main() {
 	local rate round
-	install_missing
-	WORK=$(mktemp -d /tmp/handoff-latency.XXXXXX)
-	trap cleanup EXIT
-	trap 'exit 130' INT TERM
+	install_missing curl python3 iproute2 procps gcc make libc6-dev
+	make_work latency
 	build
 	pick_ports
 	start_everything
