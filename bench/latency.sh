@@ -27,7 +27,7 @@
 set -euo pipefail
 
 SCRIPT=latency.sh
-# shellcheck source=bench/lib.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 
 QUICK=${BENCH_QUICK:-0}

@@ -24,10 +24,11 @@
 #
 # Environment: BENCH_MEMORY_CONNECTIONS [10000], BENCH_MEMORY_PORT_BASE
 # [23700] first of four TCP ports, BENCH_KEEP=1 keeps the working directory.
+# shellcheck disable=SC2154	# before_*, held_*, after_* and RESULT_* are set by printf -v and eval
 set -euo pipefail
 
 SCRIPT=memory.sh
-# shellcheck source=bench/lib.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 N=${BENCH_MEMORY_CONNECTIONS:-10000}
 PORT_BASE=${BENCH_MEMORY_PORT_BASE:-23700}
@@ -35,7 +36,9 @@ HANDOFF=$ROOT_DIR/build/handoff
 # Room for N sockets in each process (the client, the daemon, nginx's worker).
 NOFILE=$((N + 4096))
 
-[[ "$N" =~ ^[0-9]+$ ]] && [ "$N" -ge 100 ] || die "BENCH_MEMORY_CONNECTIONS must be a number of at least 100"
+if ! [[ "$N" =~ ^[0-9]+$ ]] || [ "$N" -lt 100 ]; then
+	die "BENCH_MEMORY_CONNECTIONS must be a number of at least 100"
+fi
 for program in nginx python3 make cc curl ss; do
 	command -v "$program" >/dev/null || die "$program is missing (bench/run.sh installs what the benchmarks need)"
 done

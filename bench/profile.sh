@@ -28,7 +28,7 @@
 set -euo pipefail
 
 SCRIPT=profile.sh
-# shellcheck source=bench/lib.sh
+# shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "$0")/lib.sh"
 
 if [ "${BENCH_QUICK:-0}" = 1 ]; then
@@ -239,8 +239,7 @@ main() {
 	install_missing wrk nginx curl openssl iproute2 procps util-linux gcc make libc6-dev libssl-dev strace linux-perf
 	build_handoff
 	make_work profile
-	cc -std=c17 -O2 -Wall -Wextra -Werror -o "$WORK/tlsconn" "$BENCH_DIR/tlsconn.c" -lssl -lcrypto -lpthread ||
-		die "cannot build bench/tlsconn.c"
+	build_tool tlsconn -lssl -lcrypto -lpthread
 	local base user_line=""
 	base=$(free_ports "$PORT_BASE" 8)
 	PORT_HTTP=$base PORT_HTTP_DEFER=$((base + 1)) PORT_TLS=$((base + 2)) PORT_TLS_DEFER=$((base + 3))
