@@ -19,9 +19,9 @@
 # Workloads: new TLS connections with full handshakes and with resumed ones
 # (tlsconn, one 1 KiB request each), new plain-HTTP connections routed by
 # Host (wrk, "Connection: close"), HTTPS keep-alive requests (wrk), a large
-# HTTPS download (curl); then bench/memory.sh adds the daemon's memory with
-# 10,000 connections held (2,000 in quick mode), and bench/latency.sh the
-# handoff latency at fixed offered rates (BENCH_LATENCY=0 leaves it out).
+# HTTPS download (curl); then bench/latency.sh adds the handoff latency at
+# fixed offered rates (BENCH_LATENCY=0 leaves it out), and bench/memory.sh
+# the daemon's memory with 10,000 connections held (2,000 in quick mode).
 # Around every measurement the CPU time of the proxy
 # and of the server is read from /proc/PID/stat. The measurements run in
 # rounds; in every round each workload runs once per path, the paths in a
@@ -473,11 +473,14 @@ main() {
 	echo "load_after	$(cut -d' ' -f1-3 /proc/loadavg)" >>"$WORK/machine.tsv"
 	echo "duration	$((SECONDS - began)) s" >>"$WORK/machine.tsv"
 	python3 "$BENCH_DIR/report.py" "$WORK/machine.tsv" "$RESULTS"
-	# The daemon's memory with many connections held (its own daemon, nginx and ports).
+	# The handoff latency at fixed offered rates (its own daemon, upstream
+	# and client), before the memory section: the kernel frees the tens of
+	# thousands of sockets that one holds in the background for a while
+	# after, which would take CPU from the latency measurement.
+	[ "${BENCH_LATENCY:-1}" = 0 ] || "$BENCH_DIR/latency.sh"
+	# Then the daemon's memory with many connections held (its own daemon, nginx and ports).
 	[ "$QUICK" = 1 ] && export BENCH_MEMORY_CONNECTIONS=${BENCH_MEMORY_CONNECTIONS:-2000}
 	"$BENCH_DIR/memory.sh" || die "bench/memory.sh failed"
-	# Then the handoff latency at fixed offered rates (its own daemon, upstream and client).
-	[ "${BENCH_LATENCY:-1}" = 0 ] || "$BENCH_DIR/latency.sh"
 }
 
 main "$@"

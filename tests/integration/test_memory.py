@@ -33,26 +33,12 @@ def fd_count(pid):
 	return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def settled_rss(pid):
-	"""The daemon's RSS once it has held still for half a second (5 s at most)."""
-	last = [rss_kib(pid)]
+def settled(read, pid):
+	"""read(pid) once it has held still for half a second (5 s at most)."""
+	last = [read(pid)]
 
 	def still():
-		now = rss_kib(pid)
-		same = now == last[0]
-		last[0] = now
-		return same
-
-	wait_for(still, 5.0, interval=0.5)
-	return last[0]
-
-
-def settled_fds(pid):
-	"""The daemon's descriptor count once it has held still for half a second (5 s at most)."""
-	last = [fd_count(pid)]
-
-	def still():
-		now = fd_count(pid)
+		now = read(pid)
 		same = now == last[0]
 		last[0] = now
 		return same
@@ -95,12 +81,12 @@ def hold_peeking_round(d, port, baseline_fds):
 	try:
 		assert wait_for(lambda: fd_count(d.pid) >= baseline_fds + COUNT, 60.0), \
 			f"the daemon holds {fd_count(d.pid)} descriptors, expected {baseline_fds + COUNT}"
-		held = settled_rss(d.pid)
+		held = settled(rss_kib, d.pid)
 	finally:
 		close_all(socks)
 	assert wait_for(lambda: fd_count(d.pid) == baseline_fds, 60.0), \
 		f"after the close the daemon holds {fd_count(d.pid)} descriptors, {baseline_fds} before"
-	return held, settled_rss(d.pid)
+	return held, settled(rss_kib, d.pid)
 
 
 def test_peeking_connections_cost_under_a_bound_and_leave_nothing(hx, many_descriptors):
@@ -121,7 +107,7 @@ def test_peeking_connections_cost_under_a_bound_and_leave_nothing(hx, many_descr
 			answer += chunk
 		assert answer.startswith(b"HTTP/1.1 503"), answer
 	baseline_fds = fd_count(d.pid)
-	before = settled_rss(d.pid)
+	before = settled(rss_kib, d.pid)
 
 	held, after = hold_peeking_round(d, port, baseline_fds)
 	per_conn = (held - before) * 1024 / COUNT
@@ -207,16 +193,16 @@ def test_handed_off_connections_held_by_nginx_leave_the_daemon_unchanged(hx, run
 		for _ in range(100):
 			with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
 				keepalive_exchange(s)
-		baseline_fds = settled_fds(d.pid)
-		before = settled_rss(d.pid)
+		baseline_fds = settled(fd_count, d.pid)
+		before = settled(rss_kib, d.pid)
 		for _ in range(COUNT):
 			s = socket.create_connection(("127.0.0.1", port), timeout=30)
 			socks.append(s)
 			keepalive_exchange(s)
 		# The daemon closes its copy just after passing it: nginx may answer first.
 		wait_for(lambda: fd_count(d.pid) <= baseline_fds, 30.0)
-		held_fds = settled_fds(d.pid)
-		held = settled_rss(d.pid)
+		held_fds = settled(fd_count, d.pid)
+		held = settled(rss_kib, d.pid)
 		# Still open: nginx answers another request on the first one.
 		keepalive_exchange(socks[0])
 	finally:
