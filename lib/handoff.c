@@ -111,9 +111,7 @@ out:
 	return result;
 }
 
-/* Copy the registration for fd into *out; EBADF if fd is not open, EINVAL
- * if it did not come from handoff_listen() in this process or its parent. */
-/* st: fd's, from fstat() just now. */
+/* registry_lookup for fd whose fstat() st the caller has just made. */
 static int registry_lookup_stat(int fd, const struct stat *st, struct registration *out)
 {
 	struct registration *r;
@@ -130,6 +128,8 @@ static int registry_lookup_stat(int fd, const struct stat *st, struct registrati
 	return 0;
 }
 
+/* Copy the registration for fd into *out; EBADF if fd is not open, EINVAL
+ * if it did not come from handoff_listen() in this process or its parent. */
 static int registry_lookup(int fd, struct registration *out)
 {
 	struct stat st;
