@@ -207,6 +207,49 @@ def cost_table(results):
 	return table(rows)
 
 
+# The handoff column's targets: (what, kind of run, key, target, higher is
+# better, unit). Rates are compared as the ratio of medians to direct's;
+# CPU as the total over all rounds per unit.
+TARGETS = [
+	("HTTPS keep-alive requests/s ÷ direct", "keepalive", "rps", 0.98, True, "ratio"),
+	("large HTTPS download MB/s ÷ direct", "download", "mb_per_s", 0.98, True, "ratio"),
+	("daemon CPU per GiB downloaded, ms", "download", "proxy_cpu_s", 1.0, False, "ms per GiB"),
+	("new plain-HTTP connections/s ÷ direct", "plain", "rps", 0.90, True, "ratio"),
+	("new TLS connections/s ÷ direct, full handshake", "full", "rps", 0.97, True, "ratio"),
+	("new TLS connections/s ÷ direct, resumed", "resume", "rps", 0.97, True, "ratio"),
+	("daemon CPU per new plain-HTTP connection, µs", "plain", "proxy_cpu_s", 8.0, False, "µs"),
+	("daemon CPU per new TLS connection (full), µs", "full", "proxy_cpu_s", 10.0, False, "µs"),
+	("daemon CPU per new TLS connection (resumed), µs", "resume", "proxy_cpu_s", 10.0, False, "µs"),
+]
+
+
+def targets_table(results):
+	"""Each target of the handoff column, what this run measured, and whether it is met."""
+	rows = [["target", "wanted", "measured", "met"]]
+	for label, kind, key, target, higher, unit in TARGETS:
+		runs = results[kind]
+		measured = None
+		if unit == "ratio":
+			if runs["handoff"][key] and runs["direct"][key]:
+				measured = statistics.median(runs["handoff"][key]) / statistics.median(runs["direct"][key])
+		else:
+			count_key = "bytes" if unit == "ms per GiB" else "connections"
+			scale = 1e3 * GIB if unit == "ms per GiB" else 1e6
+			count = sum(runs["handoff"][count_key])
+			if count:
+				measured = sum(runs["handoff"][key]) / count * scale
+		digits = 2 if unit == "ratio" else 1
+		wanted = ("≥ " if higher else "≤ " if unit == "µs" else "< ") + fmt(target, digits)
+		if measured is None:
+			rows.append([label, wanted, NA, NA])
+			continue
+		met = measured >= target if higher else measured <= target if unit == "µs" else measured < target
+		rows.append([label, wanted, fmt(measured, digits), "yes" if met else "no"])
+	lines = ["| " + " | ".join(rows[0]) + " |", "|---|---:|---:|---|"]
+	lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+	return "\n".join(lines)
+
+
 def quietness(results, machine):
 	other = [v for kind in ("full", "resume", "plain", "keepalive", "download")
 		 for name in PATHS for v in results[kind][name]["other_cpu_pct"]]
@@ -254,7 +297,11 @@ def main():
 	print(f"### Proxy CPU per new connection\n")
 	print(cost_table(results) + "\n")
 	print(f"### Connection time, unloaded (curl, one connection at a time, {machine['probes']} per path)\n")
-	print(probe_table(results))
+	print(probe_table(results) + "\n")
+	print("### The handoff column against its targets\n")
+	print("The data path must stay direct's; a new connection must cost the daemon next to nothing. "
+	      "CPU per connection is the daemon's (the handoff column's proxy CPU).\n")
+	print(targets_table(results))
 
 
 if __name__ == "__main__":
