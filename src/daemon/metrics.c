@@ -41,12 +41,42 @@ str_of(const json_t *o, const char *key)
 	return s ? s : "";
 }
 
+/* A family of one series without labels. */
+static void
+scalar(FILE *out, const char *name, const char *type, const char *help, long long value)
+{
+	family(out, name, type, help);
+	fprintf(out, "%s %lld\n", name, value);
+}
+
+/* A family with one series per element of array: its labels, then its
+ * integer member key. */
+static void
+series_of(FILE *out, const json_t *array, const char *name, const char *type, const char *help,
+	  void (*labels)(FILE *out, const json_t *element), const char *key)
+{
+	size_t i;
+	const json_t *e;
+	family(out, name, type, help);
+	json_array_foreach(array, i, e) {
+		fprintf(out, "%s{", name);
+		labels(out, e);
+		fprintf(out, "} %lld\n", int_of(e, key));
+	}
+}
+
 static void
 listener_labels(FILE *out, const json_t *l)
 {
 	put_label(out, "listener", str_of(l, "address"));
 	fputc(',', out);
 	put_label(out, "protocol", str_of(l, "protocol"));
+}
+
+static void
+upstream_labels(FILE *out, const json_t *u)
+{
+	put_label(out, "upstream", str_of(u, "id"));
 }
 
 static void
@@ -80,12 +110,8 @@ listener_metrics(FILE *out, const json_t *listeners)
 {
 	size_t i;
 	const json_t *l;
-	family(out, "handoff_connections_accepted_total", "counter", "Connections accepted, per listener.");
-	json_array_foreach(listeners, i, l) {
-		fputs("handoff_connections_accepted_total{", out);
-		listener_labels(out, l);
-		fprintf(out, "} %lld\n", int_of(l, "accepted"));
-	}
+	series_of(out, listeners, "handoff_connections_accepted_total", "counter", "Connections accepted, per listener.",
+		  listener_labels, "accepted");
 	family(out, "handoff_connections_total", "counter",
 	       "Connections ended, per listener and outcome (handoff, relayed, no-route, invalid, timeout, "
 	       "refused, closed, failed).");
@@ -100,13 +126,8 @@ listener_metrics(FILE *out, const json_t *listeners)
 			fprintf(out, "} %lld\n", json_integer_value(count));
 		}
 	}
-	family(out, "handoff_peeking_connections", "gauge",
-	       "Connections in the peek phase now (name not known yet), per listener.");
-	json_array_foreach(listeners, i, l) {
-		fputs("handoff_peeking_connections{", out);
-		listener_labels(out, l);
-		fprintf(out, "} %lld\n", int_of(l, "peeking"));
-	}
+	series_of(out, listeners, "handoff_peeking_connections", "gauge",
+		  "Connections in the peek phase now (name not known yet), per listener.", listener_labels, "peeking");
 	histogram(out, listeners, "peek_time", "handoff_peek_duration_seconds",
 		  "Time from accept to the parser's answer (name found, no name, invalid) or the end of the peek phase.");
 	histogram(out, listeners, "handoff_time", "handoff_handoff_duration_seconds",
@@ -155,21 +176,11 @@ target_family(FILE *out, const json_t *routes, const char *name, const char *typ
 static void
 route_metrics(FILE *out, const json_t *routes)
 {
-	size_t i;
-	const json_t *r;
-	family(out, "handoff_route_targets", "gauge", "Targets of a route (its TCP targets and local upstreams).");
-	json_array_foreach(routes, i, r) {
-		fputs("handoff_route_targets{", out);
-		route_labels(out, r);
-		fprintf(out, "} %lld\n", int_of(r, "targets_total"));
-	}
-	family(out, "handoff_route_targets_healthy", "gauge",
-	       "Targets of a route not taken out by health checks; 0 means the route's clients are refused.");
-	json_array_foreach(routes, i, r) {
-		fputs("handoff_route_targets_healthy{", out);
-		route_labels(out, r);
-		fprintf(out, "} %lld\n", int_of(r, "targets_healthy"));
-	}
+	series_of(out, routes, "handoff_route_targets", "gauge",
+		  "Targets of a route (its TCP targets and local upstreams).", route_labels, "targets_total");
+	series_of(out, routes, "handoff_route_targets_healthy", "gauge",
+		  "Targets of a route not taken out by health checks; 0 means the route's clients are refused.",
+		  route_labels, "targets_healthy");
 	target_family(out, routes, "handoff_target_delivered_total", "counter",
 		      "Connections handed off to (local) or relayed to (tcp) a target.", "delivered");
 	target_family(out, routes, "handoff_target_failures_total", "counter",
@@ -185,22 +196,14 @@ route_metrics(FILE *out, const json_t *routes)
 static void
 upstream_metrics(FILE *out, const json_t *state)
 {
-	const json_t *upstreams = json_object_get(state, "upstreams"), *u;
-	size_t i;
-	family(out, "handoff_upstreams", "gauge", "Local upstreams registered now.");
-	fprintf(out, "handoff_upstreams %zu\n",
-		json_array_size(upstreams) + (size_t)int_of(state, "upstreams_omitted"));
-	family(out, "handoff_upstream_queue_depth", "gauge",
-	       "Connections waiting for room in a local upstream's socket queue.");
-	json_array_foreach(upstreams, i, u) {
-		fputs("handoff_upstream_queue_depth{", out);
-		put_label(out, "upstream", str_of(u, "id"));
-		fprintf(out, "} %lld\n", int_of(u, "queue_depth"));
-	}
-	family(out, "handoff_upstream_claims_refused", "gauge",
-	       "Upstream registrations refused and still present (see /api/refusals for why).");
-	fprintf(out, "handoff_upstream_claims_refused %zu\n",
-		json_array_size(json_object_get(state, "refusals")) + (size_t)int_of(state, "refusals_omitted"));
+	const json_t *upstreams = json_object_get(state, "upstreams");
+	scalar(out, "handoff_upstreams", "gauge", "Local upstreams registered now.",
+	       (long long)json_array_size(upstreams) + int_of(state, "upstreams_omitted"));
+	series_of(out, upstreams, "handoff_upstream_queue_depth", "gauge",
+		  "Connections waiting for room in a local upstream's socket queue.", upstream_labels, "queue_depth");
+	scalar(out, "handoff_upstream_claims_refused", "gauge",
+	       "Upstream registrations refused and still present (see /api/refusals for why).",
+	       (long long)json_array_size(json_object_get(state, "refusals")) + int_of(state, "refusals_omitted"));
 }
 
 static void
@@ -215,21 +218,18 @@ daemon_metrics(FILE *out, const json_t *state)
 	fprintf(out, "handoff_start_time_seconds %.3f\n", json_real_value(json_object_get(d, "start_time")));
 	family(out, "handoff_uptime_seconds", "gauge", "Seconds since the daemon started.");
 	fprintf(out, "handoff_uptime_seconds %.3f\n", json_real_value(json_object_get(d, "uptime_seconds")));
-	family(out, "handoff_open_fds", "gauge", "Descriptors the daemon holds open.");
-	fprintf(out, "handoff_open_fds %lld\n", int_of(d, "open_fds"));
-	family(out, "handoff_resident_memory_bytes", "gauge", "Resident memory of the daemon.");
-	fprintf(out, "handoff_resident_memory_bytes %lld\n", int_of(d, "rss_bytes"));
-	family(out, "handoff_waiting_connections", "gauge", "Connections queued at busy local upstreams now.");
-	fprintf(out, "handoff_waiting_connections %lld\n", int_of(totals, "waiting"));
-	family(out, "handoff_connecting_connections", "gauge", "Connections connecting to TCP targets now.");
-	fprintf(out, "handoff_connecting_connections %lld\n", int_of(totals, "connecting"));
-	family(out, "handoff_relays_active", "gauge", "Connections relayed to TCP targets now.");
-	fprintf(out, "handoff_relays_active %lld\n", int_of(totals, "relaying"));
-	family(out, "handoff_relayed_bytes_total", "counter", "Bytes relayed both ways by finished relays.");
-	fprintf(out, "handoff_relayed_bytes_total %lld\n", int_of(totals, "bytes_relayed"));
-	family(out, "handoff_relays_refused_total", "counter",
-	       "Relays refused by max-relays, max-relays-per-ip or the descriptor budget.");
-	fprintf(out, "handoff_relays_refused_total %lld\n", int_of(totals, "relays_refused"));
+	scalar(out, "handoff_open_fds", "gauge", "Descriptors the daemon holds open.", int_of(d, "open_fds"));
+	scalar(out, "handoff_resident_memory_bytes", "gauge", "Resident memory of the daemon.", int_of(d, "rss_bytes"));
+	scalar(out, "handoff_waiting_connections", "gauge", "Connections queued at busy local upstreams now.",
+	       int_of(totals, "waiting"));
+	scalar(out, "handoff_connecting_connections", "gauge", "Connections connecting to TCP targets now.",
+	       int_of(totals, "connecting"));
+	scalar(out, "handoff_relays_active", "gauge", "Connections relayed to TCP targets now.",
+	       int_of(totals, "relaying"));
+	scalar(out, "handoff_relayed_bytes_total", "counter", "Bytes relayed both ways by finished relays.",
+	       int_of(totals, "bytes_relayed"));
+	scalar(out, "handoff_relays_refused_total", "counter",
+	       "Relays refused by max-relays, max-relays-per-ip or the descriptor budget.", int_of(totals, "relays_refused"));
 }
 
 char *
