@@ -20,13 +20,20 @@ def request(port, source_port):
 	return f"127.0.0.1:{source_port}"
 
 
-def test_sighup_reopens_the_renamed_access_log(hx):
+def daemon_logging_to_a_file(hx):
+	"""A daemon with an HTTP listener and an upstream for a.example, writing
+	its access log to logs/access.log; (port, logs, that file, daemon)."""
 	port = free_port()
 	logs = hx.dir / "logs"
 	logs.mkdir()
 	live = logs / "access.log"
 	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], access_log=live))
 	hx.upstream(["a.example"], "a", daemon=d)
+	return port, logs, live, d
+
+
+def test_sighup_reopens_the_renamed_access_log(hx):
+	port, logs, live, d = daemon_logging_to_a_file(hx)
 
 	before = request(port, free_port())
 	logged(live, before)
@@ -47,12 +54,7 @@ def test_sighup_reopens_the_renamed_access_log(hx):
 
 
 def test_failed_reopen_keeps_writing_to_the_old_file(hx):
-	port = free_port()
-	logs = hx.dir / "logs"
-	logs.mkdir()
-	live = logs / "access.log"
-	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], access_log=live))
-	hx.upstream(["a.example"], "a", daemon=d)
+	port, logs, live, d = daemon_logging_to_a_file(hx)
 
 	# The file moves elsewhere and its directory is gone: no new file can be made.
 	kept = hx.dir / "kept-access.log"
@@ -68,12 +70,7 @@ def test_failed_reopen_keeps_writing_to_the_old_file(hx):
 def test_sighup_reopens_the_access_log_when_the_reload_is_refused(hx):
 	"""SIGHUP is also a reload; a configuration file with an error is
 	refused, but the rotation half of the signal still happens."""
-	port = free_port()
-	logs = hx.dir / "logs"
-	logs.mkdir()
-	live = logs / "access.log"
-	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], access_log=live))
-	hx.upstream(["a.example"], "a", daemon=d)
+	port, logs, live, d = daemon_logging_to_a_file(hx)
 	before = request(port, free_port())
 	logged(live, before)
 
