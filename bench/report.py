@@ -231,18 +231,18 @@ def targets_table(results):
 		measured = None
 		spread = None
 		if unit == "ratio":
-			if runs["handoff"][key] and runs["direct"][key]:
-				direct = statistics.median(runs["direct"][key])
-				measured = statistics.median(runs["handoff"][key]) / direct
+			figure = median_figure(runs, key, label, 2, True, ["direct", "handoff"])
+			direct = figure.values.get("direct")
+			if figure.values.get("handoff") is not None and direct:
+				measured = figure.values["handoff"] / direct
 				# How far direct's own rounds lie from its median: a
 				# ratio short of the target but within that is noise.
-				spread = (min(runs["direct"][key]) / direct, max(runs["direct"][key]) / direct)
+				spread = tuple(bound / direct for bound in figure.spread["direct"])
 		else:
-			count_key = "bytes" if unit == "ms per GiB" else "connections"
-			scale = 1e3 * GIB if unit == "ms per GiB" else 1e6
-			count = sum(runs["handoff"][count_key])
-			if count:
-				measured = sum(runs["handoff"][key]) / count * scale
+			per_gib = unit == "ms per GiB"
+			figure = per_unit_figure(runs, key, "bytes" if per_gib else "connections",
+						 1e3 * GIB if per_gib else 1e6, label, 1, ["handoff"])
+			measured = figure.values.get("handoff")
 		digits = 2 if unit == "ratio" else 1
 		wanted = ("≥ " if higher else "≤ " if unit == "µs" else "< ") + fmt(target, digits)
 		if measured is None:
