@@ -1,12 +1,10 @@
 # test_detect.py - routing by ALPN, and the detect listener: TLS, SSH (OpenSSH under handoff run) and silent clients on one port.
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -203,12 +201,7 @@ def test_detect_listener_serves_tls_ssh_and_silent_clients(hx):
 		assert len(d.wait_access(lambda r: r.get("outcome") == "invalid" and r.get("proto") in ("-", "ssh"),
 					 count=2)) == 2
 	finally:
-		sshd.send_signal(signal.SIGTERM)
-		try:
-			sshd.wait(STOP_TIMEOUT)
-		except subprocess.TimeoutExpired:
-			sshd.kill()
-			sshd.wait(STOP_TIMEOUT)
+		terminate(sshd)
 		banner.close()
 
 
