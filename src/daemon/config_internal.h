@@ -60,6 +60,17 @@ enum cidr_result parse_cidr(const char *item, struct config_cidr *c, unsigned *m
 /* "500ms", "10s", "2m" or a bare number of seconds; > 0 and at most an hour. */
 bool parse_duration(const char *s, unsigned *ms);
 
+/* A numeric uid or gid; (id_t)-1 is excluded because chown() reserves it. */
+bool parse_id(const char *s, unsigned *id);
+/* The uid `self` in a grant stands for until finish_user knows it. */
+#define SELF_UID ((uid_t)-1)
+
+/* config_user.c: `user`, `group`, and once the whole file is read, the
+ * check that they go together (group_line: where `group` was, 0 if not). */
+int parse_user(struct parser *p, const char *word);
+int parse_group(struct parser *p, const char *word);
+int finish_user(struct parser *p, int group_line);
+
 /* config_listen.c */
 int parse_listen(struct parser *p, const struct directive *d, char **args, size_t n);
 /* config_route.c */
