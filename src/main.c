@@ -30,6 +30,7 @@
 #include "systemd.h"
 #include "tcp_target.h"
 #include "upstream.h"
+#include "workers.h"
 
 #ifndef HANDOFF_VERSION
 #define HANDOFF_VERSION "0.1.0"
@@ -134,6 +135,7 @@ announce_ready(void)
 		stop_requested = 1;
 		return;
 	}
+	workers_apply(server.cfg.workers);
 	listeners_start();
 	admin_took_over();
 	if (control_write_pid(err, sizeof(err)) < 0)
@@ -260,6 +262,8 @@ cmd_serve(int argc, char **argv)
 		snprintf(err, sizeof(err), "handoff: cannot set up the event loop: %s", strerror(errno));
 		return serve_failed(err);
 	}
+	if (workers_init(err, sizeof(err)) < 0)
+		return serve_failed(err);
 	loop_io_add(server.loop, &signal_io, EPOLLIN);
 	loop_set_after_batch(server.loop, after_batch, NULL);
 	iplimit_configure(server.cfg.ipv6_prefix);
@@ -308,6 +312,7 @@ cmd_serve(int argc, char **argv)
 	 * control socket, the pid file, the status files and the admin
 	 * endpoint's socket. */
 	bool handed_over = upgrade_handed_over() || upgrade_abandoned;
+	workers_shutdown();	/* what they passed to the loop is closed below */
 	admin_stop();
 	conns_close_all();
 	listeners_close();

@@ -204,7 +204,7 @@ static enum MHD_Result
 serve_api(struct MHD_Connection *conn, const char *part, const json_t *state)
 {
 	static const char *const parts[] = {
-		"daemon", "totals", "listeners", "routes", "upstreams", "refusals", "connections",
+		"daemon", "totals", "listeners", "routes", "upstreams", "refusals", "connections", "workers",
 	};
 	const json_t *body = state;
 	if (part[0] != '\0') {
@@ -215,7 +215,7 @@ serve_api(struct MHD_Connection *conn, const char *part, const json_t *state)
 		if (body == NULL)
 			return respond_error(conn, MHD_HTTP_NOT_FOUND,
 					     "no such part (try /api, /api/daemon, /api/totals, /api/listeners, "
-					     "/api/routes, /api/upstreams, /api/refusals or /api/connections)");
+					     "/api/routes, /api/upstreams, /api/refusals, /api/connections or /api/workers)");
 	}
 	char *text = json_dumps(body, JSON_COMPACT | JSON_ENCODE_ANY);
 	if (text == NULL)

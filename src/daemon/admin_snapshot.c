@@ -17,6 +17,7 @@
 #include "stats.h"
 #include "tcp_target.h"
 #include "upstream_internal.h"
+#include "workers.h"
 
 /* json_object_set_new and json_array_append_new take their value even on
  * failure, so a NULL from an exhausted allocator only loses that field. */
@@ -244,6 +245,24 @@ connections_json(void)
 	return a;
 }
 
+/* The accepting threads (workers.h), one element per slot used since start. */
+static json_t *
+workers_json(void)
+{
+	struct worker_counts counts[WORKERS_MAX];
+	size_t n = workers_counts(counts, WORKERS_MAX);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *o = json_object();
+		SET(o, "worker", json_integer((json_int_t)i + 1));
+		SET(o, "running", json_boolean(counts[i].running));
+		SET(o, "handed_off", json_integer((json_int_t)counts[i].handed_off));
+		SET(o, "passed", json_integer((json_int_t)counts[i].passed));
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
 json_t *
 admin_snapshot_build(const char *version, uint64_t started_real_us, uint64_t started_ms)
 {
@@ -256,6 +275,7 @@ admin_snapshot_build(const char *version, uint64_t started_real_us, uint64_t sta
 	SET(daemon, "version", json_string(version));
 	SET(daemon, "pid", json_integer(getpid()));
 	SET(daemon, "config", json_string(server.cfg.source));
+	SET(daemon, "workers", json_integer(server.cfg.workers));
 	SET(daemon, "generation", json_integer(server.gen != NULL ? server.gen->number : 0));
 	SET(daemon, "runtime_dir", json_string(server.cfg.runtime_dir));
 	SET(daemon, "start_time", json_real((double)started_real_us / 1e6));
@@ -274,6 +294,7 @@ admin_snapshot_build(const char *version, uint64_t started_real_us, uint64_t sta
 	SET(state, "totals", totals);
 
 	SET(state, "listeners", listeners_json());
+	SET(state, "workers", workers_json());
 
 	struct routes_ctx rc = { .routes = json_array(), .now_ms = now_ms };
 	routes_foreach(add_route, &rc);

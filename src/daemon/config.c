@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 #include "config_internal.h"
 #include "hostname.h"
 #include "iplimit.h"
+#include "workers.h"
 
 const char config_builtin[] =
 	"# Built-in configuration: the demo. Unprivileged loopback ports.\n"
@@ -37,6 +39,7 @@ static const struct directive directives[] = {
 	{ "max-pending", "max-pending N", DIRECTIVE_COUNT, offsetof(struct config, max_pending) },
 	{ "max-relays", "max-relays N", DIRECTIVE_COUNT, offsetof(struct config, max_relays) },
 	{ "max-relays-per-ip", "max-relays-per-ip N", DIRECTIVE_COUNT, offsetof(struct config, max_relays_per_ip) },
+	{ "workers", "workers N|auto", DIRECTIVE_WORKERS, 0 },
 	{ "ipv6-prefix", "ipv6-prefix BITS", DIRECTIVE_IPV6_PREFIX, offsetof(struct config, ipv6_prefix) },
 	{ "listen", "listen ADDRESS:PORT tls|http|detect [default NAME] [v6only on|off] [backlog N] [accept-proxy CIDR[,CIDR...]] "
 		    "[detect-timeout D] [defer-accept D|off]",
@@ -385,6 +388,22 @@ parse_grant(struct parser *p, const struct directive *d, char **args, size_t n)
 	return 0;
 }
 
+/* `workers auto` is one per CPU this process may run on. */
+static int
+parse_workers(struct parser *p, const char *word)
+{
+	if (strcmp(word, "auto") == 0) {
+		cpu_set_t cpus;
+		int n = sched_getaffinity(0, sizeof(cpus), &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+		p->cfg->workers = n < 1 ? 1 : n > WORKERS_MAX ? WORKERS_MAX : (unsigned)n;
+		return 0;
+	}
+	if (!parse_range(word, 1, WORKERS_MAX, &p->cfg->workers))
+		return fail(p, "workers: bad number '%s' (expected 1..%u, or auto for one per CPU)", word,
+			    WORKERS_MAX);
+	return 0;
+}
+
 static int
 parse_line(struct parser *p, char *line)
 {
@@ -435,6 +454,8 @@ parse_line(struct parser *p, char *line)
 		return parse_runtime_dir(p, args[0]);
 	case DIRECTIVE_ACCESS_LOG:
 		return parse_access_log(p, args[0]);
+	case DIRECTIVE_WORKERS:
+		return parse_workers(p, args[0]);
 	case DIRECTIVE_USER:
 		return parse_user(p, args[0]);
 	case DIRECTIVE_GROUP:
@@ -477,6 +498,7 @@ set_defaults(struct config *cfg, const char *label)
 	cfg->max_pending = 256;
 	cfg->max_relays = 512;
 	cfg->max_relays_per_ip = 32;
+	cfg->workers = 1;
 }
 
 /* max-relays-per-ip above max-relays could never apply: an explicit one is

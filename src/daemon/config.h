@@ -119,6 +119,7 @@ struct config {
 	unsigned max_pending;		/* connections waiting per upstream */
 	unsigned max_relays;		/* relayed (or connecting) connections in all */
 	unsigned max_relays_per_ip;	/* ... from one client address */
+	unsigned workers;		/* accepting threads; 1: the event loop accepts */
 	struct config_listener *listeners;
 	size_t n_listeners;
 	struct config_grant *grants;

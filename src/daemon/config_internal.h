@@ -14,7 +14,7 @@
 #define COUNT_MAX 1000000u
 #define DEFAULT_BACKLOG 511
 
-#define N_DIRECTIVES 16	/* entries in the directive table of config.c */
+#define N_DIRECTIVES 17	/* entries in the directive table of config.c */
 
 enum directive_kind {
 	DIRECTIVE_RUNTIME_DIR,
@@ -28,6 +28,7 @@ enum directive_kind {
 	DIRECTIVE_ADMIN,
 	DIRECTIVE_USER,
 	DIRECTIVE_GROUP,
+	DIRECTIVE_WORKERS,
 };
 
 struct directive {

@@ -241,6 +241,24 @@ conn_handed_off(struct conn *c, const char *upstream_id)
 }
 
 void
+conn_count_handed_off_at_once(const struct conn *c, const char *upstream_id)
+{
+	/* What conn_accepted and conn_destroy count for a connection the
+	 * loop hands off at its first look. */
+	server.accepted++;
+	stats_accepted(c);
+	stats_peek_ended(c);
+	server.outcomes[OUTCOME_HANDOFF]++;
+	stats_conn_ended(c, OUTCOME_HANDOFF, upstream_id, NULL);
+}
+
+void
+conn_log_handed_off(struct conn *c, const char *upstream_id)
+{
+	log_access(c, OUTCOME_HANDOFF, upstream_id, NULL);
+}
+
+void
 conn_relay_done(void *arg, const char *why, const struct relay_stats *stats)
 {
 	struct conn *c = arg;
@@ -614,6 +632,39 @@ conn_peek(struct conn *c, uint32_t revents)
 		peek_and_decide(c, revents);
 }
 
+enum peek_status
+conn_parse(struct conn *c, const uint8_t *buf, size_t n)
+{
+	enum peek_status st = PEEK_NEED_MORE;
+	struct ssh_ident ident;
+	memset(&c->peek, 0, sizeof(c->peek));
+	switch (c->proto) {
+	case PROTO_TLS:
+		st = tls_hello_parse(buf, n, &c->peek);
+		break;
+	case PROTO_HTTP:
+		st = http_host_parse_resume(buf, n, &c->http_progress, &c->peek);
+		break;
+	case PROTO_SSH:
+		/* The line is checked whole, so that only SSH reaches SSH
+		 * servers; it carries no name. */
+		st = ssh_ident_parse(buf, n, &ident);
+		c->peek.why = ident.why;
+		if (st == PEEK_FOUND)
+			st = PEEK_NO_NAME;
+		break;
+	case PROTO_SILENT:
+		break;
+	}
+	if (st == PEEK_FOUND || st == PEEK_NO_NAME) {
+		c->peek_us = loop_now_us() - c->accepted_us;
+		c->has_name = st == PEEK_FOUND;
+		if (!c->has_name)
+			c->peek.name[0] = '\0';
+	}
+	return st;
+}
+
 /* Peek at everything the client sent so far and ask the listener's parser. */
 static void
 peek_and_decide(struct conn *c, uint32_t revents)
@@ -636,27 +687,7 @@ peek_again:;
 	c->peek_due = (size_t)n < PEEK_MAX / 2 ? 2 * (uint32_t)n : PEEK_MAX;
 	if (c->proto == 0 && detect_protocol(c, (size_t)n, revents) < 0)
 		return;
-	memset(&c->peek, 0, sizeof(c->peek));
-	enum peek_status st;
-	struct ssh_ident ident;
-	switch (c->proto) {
-	case PROTO_TLS:
-		st = tls_hello_parse(peek_buf, (size_t)n, &c->peek);
-		break;
-	case PROTO_HTTP:
-		st = http_host_parse_resume(peek_buf, (size_t)n, &c->http_progress, &c->peek);
-		break;
-	case PROTO_SSH:
-		/* The line is checked whole, so that only SSH reaches SSH
-		 * servers; it carries no name. */
-		st = ssh_ident_parse(peek_buf, (size_t)n, &ident);
-		c->peek.why = ident.why;
-		if (st == PEEK_FOUND)
-			st = PEEK_NO_NAME;
-		break;
-	default:
-		return;	/* detect_protocol waits for more bytes */
-	}
+	enum peek_status st = conn_parse(c, peek_buf, (size_t)n);
 	switch (st) {
 	case PEEK_NEED_MORE:
 		if ((size_t)n >= sizeof(peek_buf)) {
@@ -679,10 +710,6 @@ peek_again:;
 		return;
 	case PEEK_FOUND:
 	case PEEK_NO_NAME:
-		c->peek_us = loop_now_us() - c->accepted_us;
-		c->has_name = st == PEEK_FOUND;
-		if (!c->has_name)
-			c->peek.name[0] = '\0';
 		break;
 	}
 	leave_peek_and_dispatch(c);
@@ -698,6 +725,13 @@ on_client_event(struct loop_io *io, uint32_t revents)
 
 void
 conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *peer, socklen_t peer_len)
+{
+	conn_accepted_at(listener, fd, peer, peer_len, loop_now_us(), net_realtime_us());
+}
+
+void
+conn_accepted_at(struct listener *listener, int fd, const struct sockaddr_storage *peer, socklen_t peer_len,
+		 uint64_t accepted_us, uint64_t accepted_real_us)
 {
 	struct conn *c = conn_alloc();
 	if (c == NULL) {
@@ -717,25 +751,26 @@ conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *
 	c->state = CONN_PEEKING;
 	c->peer = *peer;
 	c->peer_len = peer_len;
-	c->accepted_us = loop_now_us();
-	c->accepted_real_us = net_realtime_us();
+	c->accepted_us = accepted_us;
+	c->accepted_real_us = accepted_real_us;
 	TAILQ_INSERT_TAIL(&live_conns, c, all_link);
 	n_live++;
 	server.accepted++;
 	server.n_peeking++;
 	stats_accepted(c);
 
-	c->ip_slot = iplimit_acquire(peer, server.cfg.max_per_ip);
-	if (c->ip_slot == NULL) {
-		conn_reject(c, OUTCOME_REFUSED, "max-per-ip connections peeking from this address");
-		return;
-	}
 	/* Most clients send their hello or request with the handshake's last
 	 * ACK, so it is usually queued already: look now, and a connection
-	 * decided at once costs no epoll registration and no timers. */
+	 * decided at once costs no epoll registration, no timers and no slot
+	 * of max-per-ip, which counts the connections that wait. */
 	conn_peek(c, 0);
 	if (c->state != CONN_PEEKING)
 		return;
+	/* (A PROXY header already took the real client's slot.) */
+	if (c->ip_slot == NULL && (c->ip_slot = iplimit_acquire(&c->peer, server.cfg.max_per_ip)) == NULL) {
+		conn_reject(c, OUTCOME_REFUSED, "max-per-ip connections peeking from this address");
+		return;
+	}
 	/* Edge-triggered: data that stays queued (we only peek) must not keep
 	 * the socket readable in every epoll_wait. Adding reports data that
 	 * arrived since the look above, so nothing is missed. */

@@ -85,6 +85,22 @@ void conn_local_address(struct conn *c);
 void conn_accepted(struct listener *listener, int fd,
 		   const struct sockaddr_storage *peer, socklen_t peer_len);
 
+/* The same, for a connection a worker thread accepted at accepted_us
+ * (monotonic) and accepted_real_us (wall clock). Daemon lock held. */
+void conn_accepted_at(struct listener *listener, int fd, const struct sockaddr_storage *peer,
+		      socklen_t peer_len, uint64_t accepted_us, uint64_t accepted_real_us);
+
+/* Ask c's protocol parser about the n peeked bytes in buf: fills c->peek
+ * and, once decided (PEEK_FOUND or PEEK_NO_NAME), c->has_name and
+ * c->peek_us. Touches nothing but c. */
+enum peek_status conn_parse(struct conn *c, const uint8_t *buf, size_t n);
+
+/* A worker thread handed c off at its first look, outside the loop:
+ * count it as the loop counts its own (daemon lock held), then write its
+ * access-log line (any thread, no lock). */
+void conn_count_handed_off_at_once(const struct conn *c, const char *upstream_id);
+void conn_log_handed_off(struct conn *c, const char *upstream_id);
+
 /* The connection was handed to upstream_id: our copy is closed, logged, freed. */
 void conn_handed_off(struct conn *c, const char *upstream_id);
 

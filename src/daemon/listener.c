@@ -16,9 +16,8 @@
 #include "net.h"
 #include "server.h"
 #include "stats.h"
+#include "workers.h"
 
-/* Accepts per readable event before giving other descriptors a turn. */
-#define ACCEPT_BATCH 64
 /* How long to stop accepting when the process is out of descriptors. */
 #define EMFILE_PAUSE_MS 1000
 
@@ -62,6 +61,14 @@ on_spare_timer(struct loop_timer *t)
 }
 
 static void on_accept(struct loop_io *io, uint32_t revents);
+
+/* Whether the loop watches the listening sockets for new connections:
+ * once started, while not paused, and unless threads accept (workers.h). */
+static uint32_t
+accept_events(void)
+{
+	return started && !paused && !workers_accepting() ? EPOLLIN : 0;
+}
 
 /* The current generation's listeners. */
 static struct listener *
@@ -251,7 +258,7 @@ watch(struct listener *l)
 	if (setsockopt(l->io.fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof(defer)) < 0)
 		log_warn("cannot set defer-accept on %s", l->cfg->text);
 	l->io.cb = on_accept;
-	return loop_io_add(server.loop, &l->io, started && !paused ? EPOLLIN : 0);
+	return loop_io_add(server.loop, &l->io, accept_events());
 }
 
 int
@@ -298,6 +305,19 @@ listeners_close(void)
 	spare_fd = -1;
 	paused = false;
 	started = false;
+	workers_set_accepting(false);
+	workers_stop();
+	workers_listeners_changed();
+}
+
+void
+listeners_rewatch(void)
+{
+	size_t n;
+	struct listener *ls = current(&n);
+	for (size_t i = 0; i < n; i++)
+		if (ls[i].io.fd >= 0)
+			loop_io_mod(server.loop, &ls[i].io, accept_events());
 }
 
 void
@@ -306,13 +326,8 @@ listeners_start(void)
 	if (started)
 		return;
 	started = true;
-	if (paused)
-		return;
-	size_t n;
-	struct listener *ls = current(&n);
-	for (size_t i = 0; i < n; i++)
-		if (ls[i].io.fd >= 0)
-			loop_io_mod(server.loop, &ls[i].io, EPOLLIN);
+	workers_set_accepting(!paused);
+	listeners_rewatch();
 }
 
 /* The current listener on lc's address, if any. */
@@ -389,12 +404,14 @@ listeners_commit(struct config_gen *old, struct config_gen *next)
 		if (watch(l) < 0)
 			log_warn("cannot watch the listener %s", l->cfg->text);
 	}
+	workers_listeners_changed();
 	for (size_t k = 0; k < old->n_listeners; k++) {
 		struct listener *l = &old->listeners[k];
 		if (l->io.fd < 0)
 			continue;
 		/* Removed. What already waits in its backlog is served first
-		 * (under the old generation), then the socket closes. */
+		 * (under the old generation), then the socket closes (once the
+		 * accepting threads, told above, have let go of their copies). */
 		if (started && !paused)
 			on_accept(&l->io, EPOLLIN);
 		close_listener(l);
@@ -433,12 +450,9 @@ listeners_pause(const char *why, unsigned resume_after_ms)
 {
 	if (!paused) {
 		log_warnx("not accepting new connections: %s", why);
-		size_t n;
-		struct listener *ls = current(&n);
-		for (size_t i = 0; i < n; i++)
-			if (ls[i].io.fd >= 0)
-				loop_io_mod(server.loop, &ls[i].io, 0);
 		paused = true;
+		workers_set_accepting(false);
+		listeners_rewatch();
 	}
 	if (resume_after_ms > 0) {
 		resume_timer.cb = on_resume_timer;
@@ -454,18 +468,15 @@ listeners_resume(void)
 	/* The spare first: a descriptor that just came free (a connection
 	 * finished) would otherwise go to the next client in the backlog. */
 	reserve_spare_fd();
-	size_t n;
-	struct listener *ls = current(&n);
-	for (size_t i = 0; i < n && started; i++)
-		if (ls[i].io.fd >= 0)
-			loop_io_mod(server.loop, &ls[i].io, EPOLLIN);
 	paused = false;
+	workers_set_accepting(started);
+	listeners_rewatch();
 	loop_timer_cancel(server.loop, &resume_timer);
 	log_info("accepting new connections again");
 }
 
-static void
-handle_fd_exhaustion(struct listener *l)
+void
+listener_out_of_descriptors(struct listener *l)
 {
 	if (spare_fd >= 0) {
 		close(spare_fd);
@@ -488,7 +499,7 @@ on_accept(struct loop_io *io, uint32_t revents)
 {
 	(void)revents;
 	struct listener *l = container_of(io, struct listener, io);
-	for (int i = 0; i < ACCEPT_BATCH && !paused; i++) {
+	for (int i = 0; i < LISTENER_ACCEPT_BATCH && !paused; i++) {
 		struct sockaddr_storage peer;
 		socklen_t peer_len = sizeof(peer);
 		int fd = accept4(io->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -501,7 +512,7 @@ on_accept(struct loop_io *io, uint32_t revents)
 			case ENFILE:
 			case ENOBUFS:
 			case ENOMEM:
-				handle_fd_exhaustion(l);
+				listener_out_of_descriptors(l);
 				return;
 			case ECONNABORTED:
 			case EPERM:	/* firewall verdicts surface here */

@@ -84,6 +84,17 @@ void listeners_unprepare(struct config_gen *next);
  * upgrade hands them to the new daemon). */
 void listeners_foreach_socket(void (*fn)(int fd, const struct config_listener *lc, void *arg), void *arg);
 
+/* Accepts per readable event before giving other descriptors a turn. */
+#define LISTENER_ACCEPT_BATCH 64
+
+/* accept4 on l ran out of descriptors (or memory): close one waiting
+ * connection with the spare descriptor and pause accepting for a while. */
+void listener_out_of_descriptors(struct listener *l);
+
+/* Watch the listening sockets for new connections or not, as started,
+ * paused and the accepting threads say (after any of them changes). */
+void listeners_rewatch(void);
+
 /* Stop or restart accepting on all listeners. Pausing is how the daemon
  * applies back-pressure (too many connections peeking, out of descriptors)
  * without spinning on a listener that stays readable. */

@@ -1,6 +1,7 @@
 /* log.c - daemon diagnostics to stderr and the access log, one escaped write(2) per line. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,8 +10,28 @@
 
 #include "log.h"
 
-static int accesslog_fd = STDERR_FILENO;	/* -1 when "off" */
+/* Where access lines go: STDERR_FILENO, -1 when "off", or log_fd. The
+ * accepting threads write lines without the daemon lock, so the number
+ * they read must never name anything else: once the log has a
+ * descriptor of its own (log_fd) that number stays the log's until the
+ * daemon stops, and a reopen or a change of file replaces what it refers
+ * to in place (dup2), which is atomic. */
+static _Atomic int accesslog_fd = STDERR_FILENO;
+static int log_fd = -1;				/* our descriptor for the log file */
 static char accesslog_path[4096];		/* "" unless logging to a file */
+
+/* Make log_fd refer to what fd does (fd is consumed). Returns 0 or -1. */
+static int
+point_log_fd_at(int fd)
+{
+	if (log_fd < 0) {
+		log_fd = fd;
+		return 0;
+	}
+	int rc = dup3(fd, log_fd, O_CLOEXEC);
+	close(fd);
+	return rc < 0 ? -1 : 0;
+}
 
 size_t
 log_escape(const char *in, size_t len, char *out, size_t cap)
@@ -143,20 +164,22 @@ fatalx(const char *fmt, ...)
 int
 accesslog_open(const char *spec)
 {
-	accesslog_close();
-	if (strcmp(spec, "stderr") == 0) {
-		accesslog_fd = STDERR_FILENO;
-		return 0;
-	}
-	if (strcmp(spec, "off") == 0) {
-		accesslog_fd = -1;
+	if (strcmp(spec, "stderr") == 0 || strcmp(spec, "off") == 0) {
+		bool off = strcmp(spec, "off") == 0;
+		/* A line written late through log_fd goes where the log goes now. */
+		int fd = log_fd >= 0 ? (off ? open("/dev/null", O_WRONLY | O_CLOEXEC)
+					    : fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 0)) : -1;
+		if (fd >= 0)
+			point_log_fd_at(fd);
+		atomic_store(&accesslog_fd, off ? -1 : STDERR_FILENO);
+		accesslog_path[0] = '\0';
 		return 0;
 	}
 	int fd = open(spec, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
-	if (fd < 0)
+	if (fd < 0 || point_log_fd_at(fd) < 0)
 		return -1;
 	snprintf(accesslog_path, sizeof(accesslog_path), "%s", spec);
-	accesslog_fd = fd;
+	atomic_store(&accesslog_fd, log_fd);
 	return 0;
 }
 
@@ -168,30 +191,31 @@ accesslog_reopen(void)
 	int fd = open(accesslog_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
 	if (fd < 0)
 		return -1;	/* keep writing to the old file rather than losing lines */
-	close(accesslog_fd);
-	accesslog_fd = fd;
-	return 0;
+	return point_log_fd_at(fd);
 }
 
 bool
 accesslog_enabled(void)
 {
-	return accesslog_fd >= 0;
+	return atomic_load_explicit(&accesslog_fd, memory_order_relaxed) >= 0;
 }
 
 void
 accesslog_close(void)
 {
-	if (accesslog_fd > STDERR_FILENO)
-		close(accesslog_fd);
-	accesslog_fd = STDERR_FILENO;
+	/* At the end, with no other thread left. */
+	atomic_store(&accesslog_fd, STDERR_FILENO);
+	if (log_fd >= 0)
+		close(log_fd);
+	log_fd = -1;
 	accesslog_path[0] = '\0';
 }
 
 void
 accesslog_write(const char *fmt, ...)
 {
-	if (accesslog_fd < 0)
+	int fd = atomic_load_explicit(&accesslog_fd, memory_order_relaxed);
+	if (fd < 0)
 		return;
 	char line[4096];
 	struct timespec ts;
@@ -205,5 +229,5 @@ accesslog_write(const char *fmt, ...)
 	size_t len = format_escaped(line, sizeof(line), off, fmt, ap, NULL);
 	va_end(ap);
 	line[len++] = '\n';
-	write_line(accesslog_fd, line, len);
+	write_line(fd, line, len);
 }

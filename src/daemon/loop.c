@@ -16,6 +16,9 @@ struct loop {
 	size_t heap_cap;
 	void (*after_batch)(void *arg);
 	void *after_batch_arg;
+	void (*before_wait)(void *arg);
+	void (*after_wait)(void *arg);
+	void *wait_arg;
 };
 
 uint64_t
@@ -165,6 +168,14 @@ loop_set_after_batch(struct loop *loop, void (*fn)(void *arg), void *arg)
 	loop->after_batch_arg = arg;
 }
 
+void
+loop_set_wait_hooks(struct loop *loop, void (*before)(void *arg), void (*after)(void *arg), void *arg)
+{
+	loop->before_wait = before;
+	loop->after_wait = after;
+	loop->wait_arg = arg;
+}
+
 static int
 next_timeout_ms(const struct loop *loop)
 {
@@ -195,7 +206,14 @@ loop_run(struct loop *loop, volatile sig_atomic_t *stop)
 {
 	struct epoll_event events[LOOP_MAX_EVENTS];
 	while (!*stop) {
-		int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, next_timeout_ms(loop));
+		int timeout = next_timeout_ms(loop);
+		if (loop->before_wait != NULL)
+			loop->before_wait(loop->wait_arg);
+		int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout);
+		int wait_errno = errno;
+		if (loop->after_wait != NULL)
+			loop->after_wait(loop->wait_arg);
+		errno = wait_errno;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;

@@ -49,6 +49,10 @@ uint64_t loop_now_us(void);
  * same batch can touch freed memory. */
 void loop_set_after_batch(struct loop *loop, void (*fn)(void *arg), void *arg);
 
+/* Called just before and just after each wait for events (the daemon
+ * lock is let go of and taken back there: workers.h). */
+void loop_set_wait_hooks(struct loop *loop, void (*before)(void *arg), void (*after)(void *arg), void *arg);
+
 /* Run until *stop becomes non-zero. Returns 0, or -1 if epoll_wait failed. */
 int loop_run(struct loop *loop, volatile sig_atomic_t *stop);
 

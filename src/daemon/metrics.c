@@ -232,6 +232,24 @@ daemon_metrics(FILE *out, const json_t *state)
 	       "Relays refused by max-relays, max-relays-per-ip or the descriptor budget.", int_of(totals, "relays_refused"));
 }
 
+static void
+worker_labels(FILE *out, const json_t *w)
+{
+	char number[24];
+	snprintf(number, sizeof(number), "%lld", int_of(w, "worker"));
+	put_label(out, "worker", number);
+}
+
+static void
+worker_metrics(FILE *out, const json_t *workers)
+{
+	series_of(out, workers, "handoff_worker_handed_off_total", "counter",
+		  "Connections an accepting thread handed off at its first look.", worker_labels, "handed_off");
+	series_of(out, workers, "handoff_worker_passed_total", "counter",
+		  "Connections an accepting thread passed to the event loop (bytes still to come, a refusal, "
+		  "a relay, a busy upstream).", worker_labels, "passed");
+}
+
 char *
 metrics_render(const json_t *state)
 {
@@ -244,6 +262,7 @@ metrics_render(const json_t *state)
 	listener_metrics(out, json_object_get(state, "listeners"));
 	route_metrics(out, json_object_get(state, "routes"));
 	upstream_metrics(out, state);
+	worker_metrics(out, json_object_get(state, "workers"));
 	if (fclose(out) != 0) {
 		free(text);
 		return NULL;

@@ -430,9 +430,8 @@ upstream_drop(struct upstream *up, const char *why, bool remove)
 	for (size_t i = 0; i < up->n_attached; i++)
 		for (size_t k = 0; k < (up->n_alpn ? up->n_alpn : 1); k++)
 			route_detach(up->names[i], up->n_alpn ? up->alpn[k] : NULL, &up->target);
+	/* Closed when freed: a worker thread may be sending on it. */
 	loop_io_del(server.loop, &up->io);
-	close(up->io.fd);
-	up->io.fd = -1;
 	if (!keep_status_files)
 		remove_status(up->id);
 	if (remove) {
@@ -459,6 +458,8 @@ upstream_drop(struct upstream *up, const char *why, bool remove)
 static void
 free_upstream(struct upstream *up)
 {
+	if (up->io.fd >= 0)
+		close(up->io.fd);
 	for (size_t i = 0; i < up->n_names; i++)
 		free(up->names[i]);
 	free(up->names);
@@ -479,8 +480,11 @@ upstreams_foreach(void (*fn)(const struct upstream *up, void *arg), void *arg)
 void
 upstreams_reap(void)
 {
-	struct upstream *up;
-	while ((up = TAILQ_FIRST(&dead_upstreams)) != NULL) {
+	struct upstream *up = TAILQ_FIRST(&dead_upstreams), *next;
+	for (; up != NULL; up = next) {
+		next = TAILQ_NEXT(up, link);
+		if (up->senders > 0)
+			continue;	/* its last sender wakes the loop */
 		TAILQ_REMOVE(&dead_upstreams, up, link);
 		free_upstream(up);
 	}

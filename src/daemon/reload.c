@@ -15,6 +15,7 @@
 #include "route.h"
 #include "server.h"
 #include "upstream.h"
+#include "workers.h"
 
 static const char builtin_label[] = "(built-in)";
 
@@ -136,6 +137,7 @@ daemon_reload(char *msg, size_t msglen)
 	server.gen = gen;
 	listeners_commit(old, gen);
 	routes_commit(routes, old);
+	workers_apply(server.cfg.workers);
 	gen_retire(old, &old_cfg);	/* its settings stay for its connections */
 	apply_access_log(&old->cfg);
 	upstreams_apply_grants();

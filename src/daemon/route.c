@@ -539,6 +539,22 @@ route_dispatch(struct conn *c)
 	conn_reject(c, OUTCOME_FAILED, "too many failed targets");
 }
 
+struct target *
+route_pick_at_once(struct conn *c)
+{
+	const char *why = NULL;
+	struct route *r = route_for(c, &why);
+	if (r == NULL)
+		return NULL;
+	/* Relays and refusals are the loop's: its dispatch takes the whole
+	 * route, so that no round-robin turn is taken twice. */
+	for (size_t i = 0; i < r->n; i++)
+		if (tcp_target_is(r->targets[i]))
+			return NULL;
+	struct target *queue_at;
+	return pick_target(r, c, &queue_at);
+}
+
 void
 route_retry(struct conn *c, struct target *t)
 {

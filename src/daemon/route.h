@@ -84,6 +84,11 @@ void routes_discard(struct route_set *prepared);
  * asynchronous failure; targets already tried by c are skipped. */
 void route_dispatch(struct conn *c);
 
+/* For an accepting thread (daemon lock held): the local upstream c's
+ * route would take c to now, its round-robin turn taken; NULL when the
+ * route has no target with room or relays (then the loop routes c). */
+struct target *route_pick_at_once(struct conn *c);
+
 /* An asynchronous delivery to t failed (a connect): remember t as tried
  * and route c again. */
 void route_retry(struct conn *c, struct target *t);

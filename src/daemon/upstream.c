@@ -1,5 +1,6 @@
 /* upstream.c - hand connections to local upstreams: one datagram with the descriptor, queueing while theirs is full. */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -14,6 +15,7 @@
 #include "upstream.h"
 #include "upstream_internal.h"
 #include "wire.h"
+#include "workers.h"
 
 static enum deliver_result deliver_local(struct target *t, struct conn *c);
 static void enqueue_local(struct target *t, struct conn *c);
@@ -24,11 +26,9 @@ const struct target_ops upstream_target_ops = {
 	.enqueue = enqueue_local,
 };
 
-enum send_result { SEND_OK, SEND_FULL, SEND_DEAD, SEND_FAILED };
-
 /* One datagram: the header, and the client's descriptor in SCM_RIGHTS. */
-static enum send_result
-send_conn(struct upstream *up, struct conn *c)
+enum send_result
+upstream_send_on(int sock, const struct conn *c)
 {
 	struct wire_header h;
 	memset(&h, 0, sizeof(h));
@@ -76,7 +76,7 @@ send_conn(struct upstream *up, struct conn *c)
 	cmsg->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(cmsg), &c->io.fd, sizeof(int));
 
-	ssize_t n = sendmsg(up->io.fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t n = sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
 	if (n == (ssize_t)sizeof(h))
 		return SEND_OK;
 	if (n >= 0) {
@@ -95,6 +95,36 @@ send_conn(struct upstream *up, struct conn *c)
 	default:
 		return SEND_FAILED;
 	}
+}
+
+static enum send_result
+send_conn(struct upstream *up, struct conn *c)
+{
+	return upstream_send_on(up->io.fd, c);
+}
+
+int
+upstream_send_begin(struct target *t, char *id, size_t idlen)
+{
+	struct upstream *up = container_of(t, struct upstream, target);
+	if (up->dead || up->io.fd < 0)
+		return -1;
+	/* Its socket stays open, and its record allocated, while a send is
+	 * under way (upstream_drop and upstreams_reap wait for senders). */
+	up->senders++;
+	snprintf(id, idlen, "%s", up->id);
+	return up->io.fd;
+}
+
+void
+upstream_send_end(struct target *t, bool delivered)
+{
+	struct upstream *up = container_of(t, struct upstream, target);
+	up->senders--;
+	if (delivered)
+		t->delivered++;
+	if (up->dead && up->senders == 0)
+		workers_wake_loop();	/* upstreams_reap can free it now */
 }
 
 static void

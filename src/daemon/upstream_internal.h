@@ -31,6 +31,8 @@ struct upstream {
 	TAILQ_HEAD(, conn) waiting;	/* connections waiting for room, FIFO;
 					 * target.n_waiting counts them */
 	bool dead;			/* dropped; freed after the current batch */
+	unsigned senders;		/* worker threads sending on io.fd now: it
+					 * stays open, and this record allocated, until 0 */
 	uint64_t registered_ms;		/* monotonic, when it was registered */
 	TAILQ_ENTRY(upstream) link;
 };

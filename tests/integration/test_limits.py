@@ -4,6 +4,8 @@ import select
 import socket
 import time
 
+import pytest
+
 from harness import free_port, http_get, read_text, wait_closed, wait_for
 
 
@@ -26,12 +28,15 @@ def close_all(socks):
 		s.close()
 
 
-def test_out_of_descriptors_pauses_then_resumes(hx):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_out_of_descriptors_pauses_then_resumes(hx, workers):
 	"""With 48 descriptors the daemon runs out while idle clients hold
 	connections in the peek phase: it says so, stops accepting without
-	spinning, and serves again once descriptors are free."""
+	spinning (the accepting threads too), and serves again once
+	descriptors are free."""
 	port = free_port()
-	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], peek_timeout="30s", max_per_ip=1000), nofile=48)
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], peek_timeout="30s", max_per_ip=1000, workers=workers),
+		      nofile=48)
 	hx.upstream(["a.example"], "site-a", daemon=d)
 	socks = idle_clients(port, 60)
 	try:
@@ -47,11 +52,13 @@ def test_out_of_descriptors_pauses_then_resumes(hx):
 	assert wait_for(lambda: http_get(port, "a.example").status == 200, 10)
 
 
-def test_max_peeking_pauses_the_listeners(hx):
-	"""At max-peeking the listeners stop accepting; a further client waits in
-	the kernel's backlog and is served as soon as a slot frees."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_max_peeking_pauses_the_listeners(hx, workers):
+	"""At max-peeking the listeners stop accepting (the accepting threads
+	too); a further client waits in the kernel's backlog and is served as
+	soon as a slot frees."""
 	port = free_port()
-	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], max_peeking=5, peek_timeout="30s"))
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} http"], max_peeking=5, peek_timeout="30s", workers=workers))
 	hx.upstream(["a.example"], "site-a", daemon=d)
 	socks = idle_clients(port, 5)
 	try:

@@ -155,11 +155,13 @@ def tls_download(certs, port, name, size, pause_after):
 	return SlowDownload(tls, name, size, pause_after)
 
 
-def test_reload_under_load_drops_no_connection(hx, certs):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_reload_under_load_drops_no_connection(hx, certs, workers):
 	"""Five reloads (same file, a listener added, a grant revoked, a refused
 	claim granted, limits and a route changed) and two refused files while
 	TLS and HTTP clients open new connections: not one fails; a revoked
-	name stops at once, a newly granted one is served."""
+	name stops at once, a newly granted one is served. With the event loop
+	accepting (workers 1) and with two accepting threads."""
 	procs = Processes(hx.dir)
 	load = Load(certs)
 	try:
@@ -170,7 +172,7 @@ def test_reload_under_load_drops_no_connection(hx, certs):
 		grants = ["a.example to self", "b.example to self"]
 		# A host name: resolved again at every reload.
 		routes = [f"h.example to tcp:localhost:{target_port}"]
-		d = hx.daemon(config_text(hx, listeners, grants, routes))
+		d = hx.daemon(config_text(hx, listeners, grants, routes, workers=workers))
 		hx.upstream(["a.example"], "a", daemon=d)
 		up_b = hx.upstream(["b.example"], "b", daemon=d)
 		up_y = hx.upstream(["y.apps.example"], "y", daemon=d, expect="refused")
@@ -188,7 +190,7 @@ def test_reload_under_load_drops_no_connection(hx, certs):
 
 		# 2: a listener added; the others keep their sockets.
 		listeners.append(f"127.0.0.1:{added_port} http")
-		d.config_path.write_text(config_text(hx, listeners, grants, routes))
+		d.config_path.write_text(config_text(hx, listeners, grants, routes, workers=workers))
 		r = reload_cmd(d)
 		assert r.returncode == 0 and "1 added" in r.stdout, r
 		assert http_get(added_port, "h.example").status == 200
@@ -197,7 +199,7 @@ def test_reload_under_load_drops_no_connection(hx, certs):
 
 		# 3: b.example's grant revoked: its upstream stops receiving at once.
 		grants = ["a.example to self"]
-		d.config_path.write_text(config_text(hx, listeners, grants, routes))
+		d.config_path.write_text(config_text(hx, listeners, grants, routes, workers=workers))
 		r = reload_cmd(d)
 		assert r.returncode == 0, r
 		assert tls_failure(certs, tls_port, "b.example") is not None
@@ -206,7 +208,7 @@ def test_reload_under_load_drops_no_connection(hx, certs):
 
 		# 4: a claim refused before is granted now and registers.
 		grants.append("*.apps.example to self")
-		d.config_path.write_text(config_text(hx, listeners, grants, routes))
+		d.config_path.write_text(config_text(hx, listeners, grants, routes, workers=workers))
 		r = reload_cmd(d)
 		assert r.returncode == 0, r
 		d.wait_log(rf"registered upstream {up_y.pid}-", timeout=10)
@@ -217,7 +219,7 @@ def test_reload_under_load_drops_no_connection(hx, certs):
 		# 5: limits, timeouts and the route's options.
 		routes = [f"h.example to tcp:localhost:{target_port} idle-timeout 1m connect-timeout 2s"]
 		d.config_path.write_text(config_text(hx, listeners, grants, routes, peek_timeout="5s",
-						     max_per_ip=200, max_pending=512))
+						     max_per_ip=200, max_pending=512, workers=workers))
 		r = reload_cmd(d)
 		assert r.returncode == 0 and "reloaded (generation 6" in r.stdout, r
 		load.wait_progress()
@@ -285,11 +287,13 @@ def test_peeking_connection_keeps_its_generation(hx, certs):
 		procs.close()
 
 
-def test_upgrade_under_load_keeps_every_connection(hx, certs):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_upgrade_under_load_keeps_every_connection(hx, certs, workers):
 	"""`handoff upgrade` under a load of new TLS and HTTP connections: zero
 	failures; a download handed off before and a relayed one both finish
 	intact; the old daemon exits once its relay is done; no upstream
-	registers again."""
+	registers again. With the event loop accepting and with two accepting
+	threads (stopped in the old daemon at the handover)."""
 	procs = Processes(hx.dir)
 	load = Load(certs)
 	new_pid = None
@@ -298,7 +302,7 @@ def test_upgrade_under_load_keeps_every_connection(hx, certs):
 		procs.target("http", target_port, "h")
 		tls_port, http_port = free_port(), free_port()
 		d = hx.daemon(config_text(hx, [f"127.0.0.1:{tls_port} tls", f"127.0.0.1:{http_port} http"],
-					  ["* to self"], [f"h.example to tcp:127.0.0.1:{target_port}"]))
+					  ["* to self"], [f"h.example to tcp:127.0.0.1:{target_port}"], workers=workers))
 		up_a = hx.upstream(["a.example"], "a", daemon=d)
 		size = 32 * 1024 * 1024
 		handed = tls_download(certs, tls_port, "a.example", size, pause_after=1024 * 1024)
