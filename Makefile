@@ -2,6 +2,8 @@
 #
 #   make                  release-ish build into build/
 #   make SANITIZE=1       AddressSanitizer + UBSan build into build/asan/
+#   make SANITIZE=thread  ThreadSanitizer build into build/tsan/ (the daemon's
+#                         accepting threads are tested with it)
 #   make CC=clang         any C17 compiler; clang and gcc are both kept warning-free
 #   make fuzz             libFuzzer targets (clang only) into build/fuzz/
 #   make musl             the preload library and a static `handoff run` built
@@ -38,6 +40,10 @@ ifeq ($(SANITIZE),1)
 BUILD    ?= build/asan
 CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 LDFLAGS  += -fsanitize=address,undefined
+else ifeq ($(SANITIZE),thread)
+BUILD    ?= build/tsan
+CFLAGS   += -fsanitize=thread -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=thread
 else
 BUILD    ?= build
 endif

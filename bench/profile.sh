@@ -2,6 +2,7 @@
 # profile.sh - where one new connection's cost goes: the daemon's CPU per connection by load, its system calls, its profile, and the receiving server's system calls.
 #
 # Usage: bench/profile.sh                 (as root on Debian 12, to install what is missing)
+#        bench/profile.sh cores           (only part 4)
 #        BENCH_QUICK=1 bench/profile.sh   (shorter: checks the script, figures are rough)
 #
 # Starts on 127.0.0.1 `handoff serve` with four listeners (plain HTTP and
@@ -19,9 +20,10 @@
 #   3. the daemon's profile (perf record -g): the share of its samples in
 #      each system call's kernel path, in waiting for events, and in user
 #      space;
-#   4. new plain-HTTP connections/s, direct and handed off, with every
-#      process pinned (taskset) to 1, 2, 4, ... of the machine's CPUs, and
-#      the daemon's share of one CPU.
+#   4. new plain-HTTP connections/s, direct and handed off (`workers 1`:
+#      the event loop accepts; `workers N`: one accepting thread per CPU),
+#      with every process pinned (taskset) to 1, 2, 4, ... of the machine's
+#      CPUs, and the daemon's share of one CPU.
 #
 # Environment: BENCH_ROUNDS [3/1], BENCH_SECONDS [4/2] per measurement,
 # BENCH_PORT_BASE [23800] first of eight TCP ports, BENCH_KEEP=1.
@@ -199,36 +201,64 @@ pin() {
 	done
 }
 
-# cores_table: new plain-HTTP connections/s, direct and handed off, with
+# set_workers N: reload the daemon with `workers N`.
+set_workers() {
+	sed -i '/^workers /d' "$WORK/handoff.conf"
+	echo "workers $1" >>"$WORK/handoff.conf"
+	"$ROOT_DIR/build/handoff" reload -c "$WORK/handoff.conf" >/dev/null || die "reload to workers $1 failed"
+}
+
+# rate_into PORT FILE [SHARE_FILE]: one wrk round on the pinned CPUs;
+# appends connections/s to FILE and the daemon's share of one CPU to SHARE_FILE.
+rate_into() {
+	local t0 t1 conns hz
+	hz=$(getconf CLK_TCK)
+	t0=$(tree_ticks "$DAEMON")
+	conns=$(taskset -c "$CPUS" wrk -t2 -c32 -d"${SECONDS_EACH}s" -H 'Host: bench.example' \
+		-H 'Connection: close' "http://127.0.0.1:$1/index.html" | awk '/requests in/ { print $1 }')
+	t1=$(tree_ticks "$DAEMON")
+	echo $((conns / SECONDS_EACH)) >>"$2"
+	[ -z "${3:-}" ] || awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$SECONDS_EACH" \
+		'BEGIN { printf "%.1f\n", 100 * t / hz / s }' >>"$3"
+}
+
+# cores_table: new plain-HTTP connections/s, direct and handed off (the
+# event loop accepting, then one accepting thread per CPU), with
 # everything (client, nginx, daemon) on 1, 2, 4, ... of the machine's CPUs.
 cores_table() {
-	local n=1 cpus direct handed t0 t1 hz conns
-	hz=$(getconf CLK_TCK)
-	echo "#### New plain-HTTP connections/s by number of CPUs (wrk -c32; client, servers and daemon share the CPUs; medians of $ROUNDS rounds)"
+	local n=1 direct one many
+	echo "#### New plain-HTTP connections/s by number of CPUs (wrk -c32; client, servers and daemon share the CPUs; defer-accept; medians of $ROUNDS rounds)"
 	echo
-	echo "| CPUs | direct | handoff (defer-accept) | ÷ direct | daemon's CPU, % of one CPU |"
-	echo "|---:|---:|---:|---:|---:|"
+	echo "| CPUs | direct | handoff, workers 1 | ÷ direct | daemon's CPU, % of one CPU | handoff, workers = CPUs | ÷ direct | daemon's CPU, % of one CPU |"
+	echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
 	while [ "$n" -le "$(nproc)" ]; do
-		cpus="0-$((n - 1))"
-		pin "$cpus"
-		: >"$WORK/cores-direct" && : >"$WORK/cores-handed" && : >"$WORK/cores-share"
+		CPUS="0-$((n - 1))"
+		pin "$CPUS"
+		rm -f "$WORK"/cores-*
 		for ((r = 0; r < ROUNDS; r++)); do
-			conns=$(taskset -c "$cpus" wrk -t2 -c32 -d"${SECONDS_EACH}s" -H 'Host: bench.example' \
-				-H 'Connection: close' "http://127.0.0.1:$PORT_DIRECT_HTTP/index.html" | awk '/requests in/ { print $1 }')
-			echo $((conns / SECONDS_EACH)) >>"$WORK/cores-direct"
-			t0=$(tree_ticks "$DAEMON")
-			conns=$(taskset -c "$cpus" wrk -t2 -c32 -d"${SECONDS_EACH}s" -H 'Host: bench.example' \
-				-H 'Connection: close' "http://127.0.0.1:$PORT_HTTP_DEFER/index.html" | awk '/requests in/ { print $1 }')
-			t1=$(tree_ticks "$DAEMON")
-			echo $((conns / SECONDS_EACH)) >>"$WORK/cores-handed"
-			awk -v t=$((t1 - t0)) -v hz="$hz" -v s="$SECONDS_EACH" 'BEGIN { printf "%.1f\n", 100 * t / hz / s }' \
-				>>"$WORK/cores-share"
+			rate_into "$PORT_DIRECT_HTTP" "$WORK/cores-direct"
+			set_workers 1
+			rate_into "$PORT_HTTP_DEFER" "$WORK/cores-one" "$WORK/cores-one-share"
+			if [ "$n" -ge 2 ]; then
+				set_workers "$n"
+				pin "$CPUS"	# the new threads
+				rate_into "$PORT_HTTP_DEFER" "$WORK/cores-many" "$WORK/cores-many-share"
+			fi
 		done
 		direct=$(median <"$WORK/cores-direct")
-		handed=$(median <"$WORK/cores-handed")
-		echo "| $n | $direct | $handed | $(awk -v a="$handed" -v b="$direct" 'BEGIN { printf "%.2f", a / b }') | $(median <"$WORK/cores-share") |"
+		one=$(median <"$WORK/cores-one")
+		printf '| %s | %s | %s | %s | %s |' "$n" "$direct" "$one" \
+			"$(awk -v a="$one" -v b="$direct" 'BEGIN { printf "%.2f", a / b }')" "$(median <"$WORK/cores-one-share")"
+		if [ "$n" -ge 2 ]; then
+			many=$(median <"$WORK/cores-many")
+			printf ' %s | %s | %s |\n' "$many" "$(awk -v a="$many" -v b="$direct" 'BEGIN { printf "%.2f", a / b }')" \
+				"$(median <"$WORK/cores-many-share")"
+		else
+			printf ' — | — | — |\n'
+		fi
 		n=$((n * 2))
 	done
+	set_workers 1
 	pin "0-$(($(nproc) - 1))"
 	echo
 }
@@ -287,10 +317,14 @@ main() {
 	echo
 	echo "Machine: $(nproc) CPUs, $(uname -r); handoff $(git -C "$ROOT_DIR" describe --always --dirty 2>/dev/null || echo unknown). Load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
 	echo
-	cost_table
-	syscall_table
-	profile_table
-	cores_table
+	if [ "${1:-}" = cores ]; then
+		cores_table
+	else
+		cost_table
+		syscall_table
+		profile_table
+		cores_table
+	fi
 	echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
 }
 

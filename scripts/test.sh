@@ -74,6 +74,8 @@ step make -j"$JOBS" all unit
 step make -j"$JOBS" CC=clang BUILD=build/clang all unit
 step make -j"$JOBS" SANITIZE=1 all
 step make -j"$JOBS" SANITIZE=1 unit
+# The daemon under ThreadSanitizer, for the tests of its accepting threads.
+step make -j"$JOBS" SANITIZE=thread build/tsan/handoff
 step make -j"$JOBS" fuzz
 # The container tests: the musl builds, the kit they copy into images, and
 # the glibc build of their test server.

@@ -16,7 +16,11 @@ BUILD = REPO / os.environ.get("HANDOFF_TEST_BUILD", "build/asan")
 HANDOFF = BUILD / "handoff"
 UPSTREAM = BUILD / "https-upstream"
 
-SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error")
+# The ThreadSanitizer build of the daemon (make SANITIZE=thread), for the
+# tests of its accepting threads.
+HANDOFF_TSAN = REPO / "build/tsan/handoff"
+
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error", "ThreadSanitizer")
 DAEMON_ASAN_OPTIONS = "detect_leaks=1:abort_on_error=0"
 # Upstreams are killed with SIGKILL or stopped mid-connection in some tests,
 # so only their memory errors and undefined behaviour are checked, not leaks.
@@ -88,7 +92,8 @@ class Daemon:
 	"""One handoff daemon from build/asan, started with a config file; every
 	start writes its stderr to a fresh file so restarts can be told apart."""
 
-	def __init__(self, workdir, config_text, tag="handoff", nofile=None, env=None):
+	def __init__(self, workdir, config_text, tag="handoff", nofile=None, env=None, binary=None):
+		self.binary = binary or HANDOFF	# which build of the daemon
 		self.workdir = Path(workdir)
 		self.tag = tag
 		self.nofile = nofile	# RLIMIT_NOFILE (soft = hard) for the daemon, or None
@@ -106,7 +111,7 @@ class Daemon:
 		self.runs += 1
 		self.stderr_path = self.workdir / f"{self.tag}.{self.runs}.stderr"
 		env = dict(os.environ, ASAN_OPTIONS=DAEMON_ASAN_OPTIONS,
-			   UBSAN_OPTIONS="print_stacktrace=1")
+			   UBSAN_OPTIONS="print_stacktrace=1", TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1")
 		env.update(self.env)
 		limit = self.nofile
 
@@ -115,7 +120,7 @@ class Daemon:
 				resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 		with open(self.stderr_path, "wb") as err:
-			self.proc = subprocess.Popen([str(HANDOFF), "serve", "-c", str(self.config_path)],
+			self.proc = subprocess.Popen([str(self.binary), "serve", "-c", str(self.config_path)],
 						     stdin=subprocess.DEVNULL, stdout=err, stderr=err,
 						     env=env, preexec_fn=set_limit)
 		ready = wait_for(lambda: daemon_ready(self.log()) or self.proc.poll() is not None, timeout)
@@ -272,8 +277,8 @@ class Harness:
 		lines += [f"grant {spec}" for spec in grants]
 		return "\n".join(lines) + "\n"
 
-	def daemon(self, config_text, tag="handoff", nofile=None, env=None):
-		d = Daemon(self.dir, config_text, tag, nofile, env)
+	def daemon(self, config_text, tag="handoff", nofile=None, env=None, binary=None):
+		d = Daemon(self.dir, config_text, tag, nofile, env, binary)
 		self.daemons.append(d)
 		return d.start()
 

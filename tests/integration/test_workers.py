@@ -6,12 +6,26 @@ import socket
 import time
 
 from admin_helpers import admin_state, listener, wait_state
-from harness import connect, free_port, http_get, https_get, read_response, read_text, request_bytes, wait_for
+import pytest
+
+from harness import HANDOFF, HANDOFF_TSAN, connect, free_port, http_get, https_get, read_response, read_text, request_bytes, wait_for
 from relay_helpers import Processes
 from test_reload import reload_cmd
 
+# Each test runs the sanitizer build of the daemon (ASan, UBSan) and the
+# ThreadSanitizer one, which reports any access to the loop's state by a
+# thread that does not hold the daemon lock.
+BUILDS = {"asan": HANDOFF, "tsan": HANDOFF_TSAN}
+
 BURSTS_MAX = 20		# bursts of simultaneous clients before both threads must have worked
 BURST = 48
+
+
+@pytest.fixture(params=sorted(BUILDS))
+def binary(request):
+	path = BUILDS[request.param]
+	assert path.exists(), f"{path} is missing: make SANITIZE={'1' if request.param == 'asan' else 'thread'}"
+	return path
 
 
 def threads_of(pid):
@@ -50,7 +64,7 @@ def burst(port, name, count):
 	return answers
 
 
-def test_threads_hand_off_what_their_first_look_decides(hx, certs):
+def test_threads_hand_off_what_their_first_look_decides(hx, certs, binary):
 	"""workers 2: TLS and plain-HTTP clients that send their hello or
 	request at once are handed off by the threads, none passed to the
 	loop; the counters, the recent connections and the access log say
@@ -61,7 +75,7 @@ def test_threads_hand_off_what_their_first_look_decides(hx, certs):
 	access = hx.dir / "access.log"
 	d = hx.daemon(hx.config([f"127.0.0.1:{tls_port} tls defer-accept 5s",
 				 f"127.0.0.1:{http_port} http defer-accept 5s"],
-				workers=2, admin=admin, access_log=access))
+				workers=2, admin=admin, access_log=access), binary=binary)
 	d.wait_log(r"2 threads accept new connections")
 	hx.upstream(["a.example"], "a", daemon=d)
 	for _ in range(10):
@@ -96,7 +110,7 @@ def test_threads_hand_off_what_their_first_look_decides(hx, certs):
 	assert state["totals"]["outcomes"]["handoff"] == total, state["totals"]
 
 
-def test_what_needs_the_loop_is_passed_to_it(hx, certs):
+def test_what_needs_the_loop_is_passed_to_it(hx, certs, binary):
 	"""workers 2: a request sent in two parts, a name nobody serves, a
 	relayed name, a detect listener and a silent client beyond max-per-ip
 	all go to the event loop, which answers them as it always does."""
@@ -108,7 +122,7 @@ def test_what_needs_the_loop_is_passed_to_it(hx, certs):
 		admin = f"127.0.0.1:{free_port()}"
 		text = hx.config([f"127.0.0.1:{http_port} http", f"127.0.0.1:{detect_port} detect"],
 				 workers=2, admin=admin, max_per_ip=2, peek_timeout="30s")
-		d = hx.daemon(text + f"route h.example to tcp:127.0.0.1:{target_port}\n")
+		d = hx.daemon(text + f"route h.example to tcp:127.0.0.1:{target_port}\n", binary=binary)
 		hx.upstream(["a.example"], "a", daemon=d)
 
 		split = connect(http_port)
@@ -141,14 +155,14 @@ def test_what_needs_the_loop_is_passed_to_it(hx, certs):
 		procs.close()
 
 
-def test_reload_changes_the_number_of_threads(hx, certs):
+def test_reload_changes_the_number_of_threads(hx, certs, binary):
 	"""workers 2, then 3, then 1 by reload: the threads are started and
 	stopped (joined: the process has them no more), counters stay, and with
 	1 the event loop accepts again; clients are served at every step."""
 	port = free_port()
 	admin = f"127.0.0.1:{free_port()}"
 	settings = dict(admin=admin, access_log="off")
-	d = hx.daemon(hx.config([f"127.0.0.1:{port} http defer-accept 5s"], workers=2, **settings))
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} http defer-accept 5s"], workers=2, **settings), binary=binary)
 	hx.upstream(["a.example"], "a", daemon=d)
 	base = len(threads_of(d.pid))
 	for _ in range(5):
@@ -175,14 +189,14 @@ def test_reload_changes_the_number_of_threads(hx, certs):
 	assert running(state) == [] and handed_off(state) == 10, state["workers"]
 
 
-def test_a_vanished_upstream_costs_no_connection(hx, certs):
+def test_a_vanished_upstream_costs_no_connection(hx, certs, binary):
 	"""Two upstreams serve one name; one is killed with SIGKILL while the
 	threads hand off: the next connections all succeed (a send that finds
 	it gone goes to the loop, which drops it and takes the other), and the
 	daemon frees it without a sanitizer finding."""
 	port = free_port()
 	admin = f"127.0.0.1:{free_port()}"
-	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls defer-accept 5s"], workers=2, admin=admin))
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls defer-accept 5s"], workers=2, admin=admin), binary=binary)
 	first = hx.upstream(["a.example"], "a1", daemon=d)
 	hx.upstream(["a.example"], "a2", daemon=d)
 	for _ in range(4):

@@ -8,6 +8,7 @@
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,7 @@
 
 #define LABEL "test.conf"
 #define KNOWN "(known: runtime-dir, access-log, peek-timeout, handoff-timeout, max-peeking, " \
-	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, ipv6-prefix, listen, grant, route, " \
+	      "max-per-ip, max-pending, max-relays, max-relays-per-ip, workers, ipv6-prefix, listen, grant, route, " \
 	      "admin, user, group)"
 #define LISTEN_USAGE "'listen ADDRESS:PORT tls|http|detect [default NAME] [v6only on|off] [backlog N] " \
 	"[accept-proxy CIDR[,CIDR...]] [detect-timeout D] [defer-accept D|off]'"
@@ -1133,6 +1134,27 @@ test_alpn_and_detect(void **state)
 		     LABEL ":2: grant: unknown protocol 'telnet' (expected ssh or silent)");
 }
 
+/* workers: a count of accepting threads or one per CPU; 1 by default. */
+static void
+test_workers(void **state)
+{
+	(void)state;
+	struct config cfg;
+	load_ok("listen 127.0.0.1:1 tls\n", &cfg);
+	assert_int_equal(cfg.workers, 1);
+	config_free(&cfg);
+	load_ok("workers 4\nlisten 127.0.0.1:1 tls\n", &cfg);
+	assert_int_equal(cfg.workers, 4);
+	config_free(&cfg);
+	cpu_set_t cpus;
+	assert_int_equal(sched_getaffinity(0, sizeof(cpus), &cpus), 0);
+	load_ok("workers auto\nlisten 127.0.0.1:1 tls\n", &cfg);
+	assert_int_equal(cfg.workers, CPU_COUNT(&cpus) < 64 ? CPU_COUNT(&cpus) : 64);
+	config_free(&cfg);
+	expect_error("workers 0\n", LABEL ":1: workers: bad number '0' (expected 1..64, or auto for one per CPU)");
+	expect_error("workers 65\n", LABEL ":1: workers: bad number '65' (expected 1..64, or auto for one per CPU)");
+	expect_error("workers 2\nworkers 3\n", LABEL ":2: workers: already set on line 1");
+}
 
 int
 main(void)
@@ -1173,6 +1195,7 @@ main(void)
 		cmocka_unit_test(test_admin),
 		cmocka_unit_test(test_alpn_and_detect),
 		cmocka_unit_test(test_user_and_group),
+		cmocka_unit_test(test_workers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
