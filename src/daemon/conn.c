@@ -723,21 +723,17 @@ on_client_event(struct loop_io *io, uint32_t revents)
 		conn_peek(c, revents);
 }
 
-void
-conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *peer, socklen_t peer_len)
-{
-	conn_accepted_at(listener, fd, peer, peer_len, loop_now_us(), net_realtime_us());
-}
-
-void
-conn_accepted_at(struct listener *listener, int fd, const struct sockaddr_storage *peer, socklen_t peer_len,
-		 uint64_t accepted_us, uint64_t accepted_real_us)
+/* A new connection in the peek phase, counted; NULL (and fd closed) when
+ * out of memory. */
+static struct conn *
+conn_start(struct listener *listener, int fd, const struct sockaddr_storage *peer, socklen_t peer_len,
+	   uint64_t accepted_us, uint64_t accepted_real_us)
 {
 	struct conn *c = conn_alloc();
 	if (c == NULL) {
 		log_warnx("out of memory: closing a new connection");
 		close(fd);
-		return;
+		return NULL;
 	}
 	c->io.fd = fd;
 	c->io.cb = on_client_event;
@@ -758,7 +754,13 @@ conn_accepted_at(struct listener *listener, int fd, const struct sockaddr_storag
 	server.accepted++;
 	server.n_peeking++;
 	stats_accepted(c);
+	return c;
+}
 
+/* Look at c at once; watch it only if that does not decide it. */
+static void
+first_look(struct conn *c)
+{
 	/* Most clients send their hello or request with the handshake's last
 	 * ACK, so it is usually queued already: look now, and a connection
 	 * decided at once costs no epoll registration, no timers and no slot
@@ -776,13 +778,40 @@ conn_accepted_at(struct listener *listener, int fd, const struct sockaddr_storag
 	 * arrived since the look above, so nothing is missed. */
 	if (loop_io_add(server.loop, &c->io, EPOLLIN | EPOLLRDHUP | EPOLLET) < 0 ||
 	    loop_timer_arm(server.loop, &c->deadline, server.cfg.peek_timeout_ms) < 0 ||
-	    (c->proto == 0 && loop_timer_arm(server.loop, &c->silence, listener->cfg->detect_timeout_ms) < 0)) {
+	    (c->proto == 0 && loop_timer_arm(server.loop, &c->silence, c->listener->cfg->detect_timeout_ms) < 0)) {
 		log_warn("cannot watch connection from %s", conn_peer_text(c));
 		conn_reject(c, OUTCOME_REFUSED, "internal error");
 		return;
 	}
 	if (server.n_peeking >= server.cfg.max_peeking)
 		listeners_pause("max-peeking reached", 0);
+}
+
+void
+conn_accepted(struct listener *listener, int fd, const struct sockaddr_storage *peer, socklen_t peer_len)
+{
+	struct conn *c = conn_start(listener, fd, peer, peer_len, loop_now_us(), net_realtime_us());
+	if (c != NULL)
+		first_look(c);
+}
+
+void
+conn_take_over(const struct conn *seen, bool decided)
+{
+	struct conn *c = conn_start(seen->listener, seen->io.fd, &seen->peer, seen->peer_len, seen->accepted_us,
+				    seen->accepted_real_us);
+	if (c == NULL)
+		return;
+	if (!decided) {
+		first_look(c);
+		return;
+	}
+	/* What the thread's parser found stands: the bytes are still queued
+	 * (it only peeked), and the route is the loop's to take. */
+	c->peek = seen->peek;
+	c->has_name = seen->has_name;
+	c->peek_us = seen->peek_us;
+	leave_peek_and_dispatch(c);
 }
 
 void

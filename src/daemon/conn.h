@@ -85,10 +85,11 @@ void conn_local_address(struct conn *c);
 void conn_accepted(struct listener *listener, int fd,
 		   const struct sockaddr_storage *peer, socklen_t peer_len);
 
-/* The same, for a connection a worker thread accepted at accepted_us
- * (monotonic) and accepted_real_us (wall clock). Daemon lock held. */
-void conn_accepted_at(struct listener *listener, int fd, const struct sockaddr_storage *peer,
-		      socklen_t peer_len, uint64_t accepted_us, uint64_t accepted_real_us);
+/* The same, for a connection an accepting thread took (daemon lock
+ * held): seen holds its listener, descriptor, peer and accept times, and
+ * when decided also what its parser found (conn_parse), which then
+ * stands; else the loop looks as for one it accepted. */
+void conn_take_over(const struct conn *seen, bool decided);
 
 /* Ask c's protocol parser about the n peeked bytes in buf: fills c->peek
  * and, once decided (PEEK_FOUND or PEEK_NO_NAME), c->has_name and

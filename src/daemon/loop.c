@@ -16,6 +16,7 @@ struct loop {
 	size_t heap_cap;
 	void (*after_batch)(void *arg);
 	void *after_batch_arg;
+	uint64_t wake_at_ms;		/* while waiting: when the wait ends at the latest */
 	void (*before_wait)(void *arg);
 	void (*after_wait)(void *arg);
 	void *wait_arg;
@@ -176,6 +177,12 @@ loop_set_wait_hooks(struct loop *loop, void (*before)(void *arg), void (*after)(
 	loop->wait_arg = arg;
 }
 
+bool
+loop_wakes_too_late(const struct loop *loop)
+{
+	return loop->heap_len > 0 && loop->heap[1]->when_ms < loop->wake_at_ms;
+}
+
 static int
 next_timeout_ms(const struct loop *loop)
 {
@@ -207,6 +214,7 @@ loop_run(struct loop *loop, volatile sig_atomic_t *stop)
 	struct epoll_event events[LOOP_MAX_EVENTS];
 	while (!*stop) {
 		int timeout = next_timeout_ms(loop);
+		loop->wake_at_ms = loop_now_ms() + (uint64_t)timeout;
 		if (loop->before_wait != NULL)
 			loop->before_wait(loop->wait_arg);
 		int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout);

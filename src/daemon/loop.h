@@ -3,6 +3,7 @@
 #define HANDOFF_LOOP_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,6 +53,10 @@ void loop_set_after_batch(struct loop *loop, void (*fn)(void *arg), void *arg);
 /* Called just before and just after each wait for events (the daemon
  * lock is let go of and taken back there: workers.h). */
 void loop_set_wait_hooks(struct loop *loop, void (*before)(void *arg), void (*after)(void *arg), void *arg);
+
+/* Whether a timer armed while the loop waits (by another thread, under
+ * the lock that hook lets go of) is due before the wait ends by itself. */
+bool loop_wakes_too_late(const struct loop *loop);
 
 /* Run until *stop becomes non-zero. Returns 0, or -1 if epoll_wait failed. */
 int loop_run(struct loop *loop, volatile sig_atomic_t *stop);

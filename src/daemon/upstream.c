@@ -97,6 +97,8 @@ upstream_send_on(int sock, const struct conn *c)
 	}
 }
 
+static void watch_for_room(struct upstream *up);
+
 static enum send_result
 send_conn(struct upstream *up, struct conn *c)
 {
@@ -117,12 +119,18 @@ upstream_send_begin(struct target *t, char *id, size_t idlen)
 }
 
 void
-upstream_send_end(struct target *t, bool delivered)
+upstream_send_end(struct target *t, enum send_result result)
 {
 	struct upstream *up = container_of(t, struct upstream, target);
 	up->senders--;
-	if (delivered)
+	if (result == SEND_OK)
 		t->delivered++;
+	if (result == SEND_FULL && !up->dead) {
+		/* As deliver_local does: the next connections wait in its
+		 * queue (the loop's) instead of trying again. */
+		t->busy = true;
+		watch_for_room(up);
+	}
 	if (up->dead && up->senders == 0)
 		workers_wake_loop();	/* upstreams_reap can free it now */
 }

@@ -15,11 +15,12 @@ enum send_result { SEND_OK, SEND_FULL, SEND_DEAD, SEND_FAILED };
  * receiving socket). Touches nothing but c and sock. */
 enum send_result upstream_send_on(int sock, const struct conn *c);
 
-/* A send outside the daemon lock (worker threads). begin, lock held: the
- * local upstream t's socket, kept open until end, and its id in id; -1
- * if it is gone. end, lock held again: whether c was delivered. */
+/* A send outside the daemon lock (accepting threads). begin, lock held:
+ * the local upstream t's socket, kept open until end, and its id in id;
+ * -1 if it is gone. end, lock held again: how the send went (a full
+ * queue makes t busy, as for the loop's own sends). */
 int upstream_send_begin(struct target *t, char *id, size_t idlen);
-void upstream_send_end(struct target *t, bool delivered);
+void upstream_send_end(struct target *t, enum send_result result);
 
 /* Create the runtime directory layout, start watching it, register the
  * upstreams already there. Returns 0, or -1 with one line in err. */

@@ -42,7 +42,10 @@
  * accepted itself, which peeks again and takes it from there.
  */
 
-static pthread_mutex_t daemon_mutex = PTHREAD_MUTEX_INITIALIZER;
+/* Adaptive: a thread's steps under the lock take well under a
+ * microsecond, so a thread that finds it taken spins a little before it
+ * sleeps in the kernel. */
+static pthread_mutex_t daemon_mutex = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 
 #define WAKE_TAG UINT64_MAX	/* epoll data of a thread's wake-up eventfd */
 #define WORKER_EVENTS 64
@@ -192,9 +195,10 @@ set_watching(struct worker *w, bool on)
  * has room. Returns false with c's descriptor untouched otherwise.
  */
 static bool
-hand_off_at_once(struct worker *w, struct conn *c)
+hand_off_at_once(struct worker *w, struct conn *c, bool *decided)
 {
 	const struct config_listener *lc = c->listener->cfg;
+	*decided = false;
 	if (lc->proto == LISTENER_DETECT || lc->n_trusted > 0)
 		return false;	/* the loop's steps: detection, PROXY headers */
 	ssize_t n = recv(c->io.fd, w->peek_buf, sizeof(w->peek_buf), MSG_PEEK | MSG_DONTWAIT);
@@ -203,6 +207,7 @@ hand_off_at_once(struct worker *w, struct conn *c)
 	enum peek_status st = conn_parse(c, w->peek_buf, (size_t)n);
 	if (st != PEEK_FOUND && st != PEEK_NO_NAME)
 		return false;
+	*decided = true;
 
 	daemon_lock();
 	struct target *t = route_pick_at_once(c);
@@ -210,9 +215,10 @@ hand_off_at_once(struct worker *w, struct conn *c)
 	daemon_unlock();
 	if (sock < 0)
 		return false;
-	bool sent = upstream_send_on(sock, c) == SEND_OK;
+	enum send_result result = upstream_send_on(sock, c);
+	bool sent = result == SEND_OK;
 	daemon_lock();
-	upstream_send_end(t, sent);
+	upstream_send_end(t, result);
 	if (sent) {
 		conn_count_handed_off_at_once(c, w->upstream_id);
 		counts[w->slot].handed_off++;
@@ -238,13 +244,18 @@ take(struct worker *w, struct listener *l, int fd, const struct sockaddr_storage
 	c->peer_len = peer_len;
 	c->accepted_us = loop_now_us();
 	c->accepted_real_us = net_realtime_us();
-	if (hand_off_at_once(w, c))
+	bool decided;
+	if (hand_off_at_once(w, c, &decided))
 		return;
 	daemon_lock();
 	counts[w->slot].passed++;
-	conn_accepted_at(l, fd, peer, peer_len, c->accepted_us, c->accepted_real_us);
+	conn_take_over(c, decided);
+	/* Its descriptors wake the loop by themselves; only a timer due
+	 * before the loop's wait ends needs a nudge (most are seconds away). */
+	bool wake = loop_wakes_too_late(server.loop);
 	daemon_unlock();
-	workers_wake_loop();	/* its timers may now be due sooner */
+	if (wake)
+		workers_wake_loop();
 }
 
 static void

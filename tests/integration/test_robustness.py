@@ -6,6 +6,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
 from harness import connect, free_port, http_get, https_get, wait_closed, wait_for
 
 GARBAGE = [
@@ -123,9 +125,13 @@ def concurrent_requests(certs, port, count, timeout):
 	return connected, futures
 
 
-def test_busy_upstream_connections_wait(hx, certs):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_busy_upstream_connections_wait(hx, certs, workers):
+	"""A stopped upstream's socket queue fills: the rest wait in the event
+	loop's queue (also those accepting threads found it full for) and are
+	all handed off once it runs again."""
 	port = free_port()
-	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls"], handoff_timeout="5s"))
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls"], handoff_timeout="5s", workers=workers))
 	up = hx.upstream(["a.example"], "site-a", daemon=d)
 	https_get(certs, port, "a.example")
 
@@ -145,9 +151,10 @@ def test_busy_upstream_connections_wait(hx, certs):
 	assert not [r for r in d.access_records() if r["outcome"] == "refused"]
 
 
-def test_busy_upstream_past_handoff_timeout_refuses(hx, certs):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_busy_upstream_past_handoff_timeout_refuses(hx, certs, workers):
 	port = free_port()
-	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls"], handoff_timeout="1s"))
+	d = hx.daemon(hx.config([f"127.0.0.1:{port} tls"], handoff_timeout="1s", workers=workers))
 	up = hx.upstream(["a.example"], "site-a", daemon=d)
 	https_get(certs, port, "a.example")
 
