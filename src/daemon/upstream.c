@@ -1,6 +1,5 @@
 /* upstream.c - hand connections to local upstreams: one datagram with the descriptor, queueing while theirs is full. */
 #include <errno.h>
-#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -114,7 +113,9 @@ upstream_send_begin(struct target *t, char *id, size_t idlen)
 	/* Its socket stays open, and its record allocated, while a send is
 	 * under way (upstream_drop and upstreams_reap wait for senders). */
 	up->senders++;
-	snprintf(id, idlen, "%s", up->id);
+	size_t len = strnlen(up->id, idlen - 1);
+	memcpy(id, up->id, len);
+	id[len] = '\0';
 	return up->io.fd;
 }
 

@@ -1,6 +1,8 @@
 # test_dashboard.py - the admin dashboard in a real headless Chromium, driven over the DevTools protocol.
 import base64
 import json
+import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -137,6 +139,37 @@ def test_dashboard_shows_routes_and_counts_live_traffic(hx, certs):
 		path.write_bytes(base64.b64decode(shot["data"]))
 		print(f"dashboard screenshot: {path}")
 		assert path.stat().st_size > 10000
+		page.close()
+	finally:
+		browser.stop()
+
+
+def test_dashboard_shows_the_accepting_threads(hx, certs):
+	"""workers 2: the page lists both threads, running, with what each
+	handed off; after a reload to workers 1 they show stopped."""
+	port, admin_port = free_port(), free_port()
+	admin = f"127.0.0.1:{admin_port}"
+	config = hx.config([f"127.0.0.1:{port} tls defer-accept 5s"], workers=2, admin=admin)
+	d = hx.daemon(config)
+	hx.upstream(["a.example"], "site-a", daemon=d)
+	browser = Chromium(hx.dir)
+	try:
+		page = browser.page()
+		page.call("Page.enable")
+		page.call("Page.navigate", url=f"http://{admin}/")
+		page.wait("document.readyState === 'complete'")
+		page.wait("!document.getElementById('workers-section').hidden"
+			  " && document.querySelectorAll('#workers tbody tr').length === 2")
+		assert "workers 2" in page.evaluate("document.getElementById('meta').textContent")
+		assert page.evaluate("document.getElementById('workers-count').textContent") == "2 running"
+		for _ in range(5):
+			assert https_get(certs, port, "a.example").status == 200
+		# The handed-off column adds up to the five connections.
+		page.wait("[...document.querySelectorAll('#workers tbody tr')]"
+			  ".reduce((a, tr) => a + Number(tr.children[2].textContent), 0) === 5")
+		d.config_path.write_text(config.replace("workers 2", "workers 1"))
+		os.kill(d.pid, signal.SIGHUP)
+		page.wait("document.getElementById('workers-count').textContent === '0 running'")
 		page.close()
 	finally:
 		browser.stop()
