@@ -14,7 +14,8 @@
 #      and its context switches per connection, for new plain-HTTP
 #      connections at 1, 4 and 32 concurrent clients (wrk, "Connection:
 #      close") and new TLS connections (bench/tlsconn.c, full handshakes),
-#      each without and with defer-accept: medians of the rounds;
+#      each without and with defer-accept, with the event loop accepting
+#      and with two accepting threads (workers 2): medians of the rounds;
 #   2. the system calls per connection of the daemon and of nginx's workers,
 #      under `handoff run` and direct (strace -c);
 #   3. the daemon's profile (perf record -g): the share of its samples in
@@ -44,9 +45,11 @@ PORT_BASE=${BENCH_PORT_BASE:-23800}
 
 # --- measurements --------------------------------------------------------------
 
-# ctx_switches PID: voluntary + involuntary context switches so far.
+# ctx_switches PID: voluntary + involuntary context switches so far, of
+# all its threads.
 ctx_switches() {
-	awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { s += $2 } END { print s }' "/proc/$1/status"
+	cat "/proc/$1"/task/*/status 2>/dev/null |
+		awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { s += $2 } END { print s }'
 }
 
 # load PORT KIND CLIENTS SECONDS: new connections to PORT; prints their count.
@@ -81,13 +84,15 @@ median() {
 }
 
 cost_table() {
-	local kinds=("http 1" "http 4" "http 32" "tls 8") k kind clients plain deferred r line
+	local kinds=("http 1 1" "http 4 1" "http 32 1" "tls 8 1" "http 32 2" "tls 8 2") k kind clients workers
+	local plain deferred r line
 	echo "#### The daemon's CPU per new connection, by load ($ROUNDS rounds of ${SECONDS_EACH} s, medians)"
 	echo
 	echo "| workload | connections/s | µs per connection | context switches per connection | with defer-accept: connections/s | µs per connection | context switches per connection |"
 	echo "|---|---:|---:|---:|---:|---:|---:|"
 	for k in "${kinds[@]}"; do
-		read -r kind clients <<<"$k"
+		read -r kind clients workers <<<"$k"
+		set_workers "$workers"
 		plain=$PORT_HTTP deferred=$PORT_HTTP_DEFER
 		[ "$kind" = tls ] && plain=$PORT_TLS deferred=$PORT_TLS_DEFER
 		: >"$WORK/cost-plain" && : >"$WORK/cost-deferred"
@@ -95,7 +100,8 @@ cost_table() {
 			cost "$plain" "$kind" "$clients" >>"$WORK/cost-plain"
 			cost "$deferred" "$kind" "$clients" >>"$WORK/cost-deferred"
 		done
-		line="| $( [ "$kind" = http ] && echo "plain HTTP, wrk -c$clients" || echo "TLS full handshake, tlsconn $clients clients") |"
+		line="| $( [ "$kind" = http ] && echo "plain HTTP, wrk -c$clients" || echo "TLS full handshake, tlsconn $clients clients")"
+		line+="$( [ "$workers" = 1 ] || echo ", workers $workers") |"
 		for f in plain deferred; do
 			for col in 1 2 3; do
 				line+=" $(cut -d' ' -f"$col" "$WORK/cost-$f" | median) |"
@@ -103,6 +109,7 @@ cost_table() {
 		done
 		echo "$line"
 	done
+	set_workers 1
 	echo
 }
 
