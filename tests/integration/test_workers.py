@@ -5,7 +5,7 @@ import signal
 import socket
 import time
 
-from admin_helpers import admin_state, listener, wait_state
+from admin_helpers import admin_get, admin_state, listener, wait_state
 import pytest
 
 from harness import HANDOFF, HANDOFF_TSAN, connect, free_port, http_get, https_get, read_response, read_text, request_bytes, wait_for
@@ -93,6 +93,14 @@ def test_threads_hand_off_what_their_first_look_decides(hx, certs, binary):
 	assert upstream["delivered"] == 20, upstream
 	recent = [c for c in state["connections"] if c["outcome"] == "handoff"]
 	assert len(recent) == 20 and all(c["upstream"] == upstream["id"] for c in recent), recent
+	status, _, body = admin_get(admin, "/metrics")
+	metrics = body.decode()
+	assert status == 200 and "# TYPE handoff_worker_handed_off_total counter" in metrics, metrics[-2000:]
+	handed = {line.split()[0]: int(line.split()[1]) for line in metrics.splitlines()
+		  if line.startswith("handoff_worker_handed_off_total{")}
+	assert set(handed) == {'handoff_worker_handed_off_total{worker="1"}', 'handoff_worker_handed_off_total{worker="2"}'}
+	assert sum(handed.values()) == 20, handed
+	assert 'handoff_worker_passed_total{worker="1"} 0' in metrics
 	d.wait_access(lambda r: r.get("outcome") == "handoff" and r.get("name") == "a.example", count=20)
 	assert {"client", "listener", "proto", "peek_us"} <= set(d.access_records()[0])
 
