@@ -74,6 +74,14 @@ class Chromium:
 					     f"{read_text(self.log_path)[-3000:]}")
 		self.port = int(port_file.read_text().splitlines()[0])
 
+	def dashboard(self, admin):
+		"""A page showing the dashboard of the admin endpoint at admin, loaded."""
+		page = self.page()
+		page.call("Page.enable")
+		page.call("Page.navigate", url=f"http://{admin}/")
+		page.wait("document.readyState === 'complete'")
+		return page
+
 	def page(self):
 		with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/json/list", timeout=PAGE_TIMEOUT) as r:
 			targets = json.load(r)
@@ -103,10 +111,7 @@ def test_dashboard_shows_routes_and_counts_live_traffic(hx, certs):
 
 	browser = Chromium(hx.dir)
 	try:
-		page = browser.page()
-		page.call("Page.enable")
-		page.call("Page.navigate", url=f"http://{admin}/")
-		page.wait("document.readyState === 'complete'")
+		page = browser.dashboard(admin)
 		# The routes the configuration and the upstream made, with their health.
 		page.wait("document.querySelector('#routes tbody').textContent.includes('api.example')")
 		routes = page.wait("document.querySelector('#routes tbody').textContent.includes('a.example')"
@@ -154,10 +159,7 @@ def test_dashboard_shows_the_accepting_threads(hx, certs):
 	hx.upstream(["a.example"], "site-a", daemon=d)
 	browser = Chromium(hx.dir)
 	try:
-		page = browser.page()
-		page.call("Page.enable")
-		page.call("Page.navigate", url=f"http://{admin}/")
-		page.wait("document.readyState === 'complete'")
+		page = browser.dashboard(admin)
 		page.wait("!document.getElementById('workers-section').hidden"
 			  " && document.querySelectorAll('#workers tbody tr').length === 2")
 		assert "workers 2" in page.evaluate("document.getElementById('meta').textContent")
