@@ -24,7 +24,9 @@
 #   4. new plain-HTTP connections/s, direct and handed off (`workers 1`:
 #      the event loop accepts; `workers N`: one accepting thread per CPU),
 #      with every process pinned (taskset) to 1, 2, 4, ... of the machine's
-#      CPUs, and the daemon's share of one CPU.
+#      CPUs, and the daemon's share of one CPU; then, on all CPUs, where
+#      the machine's CPU goes per connection, direct and handed off: the
+#      client, nginx, the daemon, and what no process was charged with.
 #
 # Environment: BENCH_ROUNDS [3/1], BENCH_SECONDS [4/2] per measurement,
 # BENCH_PORT_BASE [23800] first of eight TCP ports, BENCH_KEEP=1.
@@ -270,6 +272,47 @@ cores_table() {
 	echo
 }
 
+# busy_ticks: the machine's non-idle ticks so far (/proc/stat: all but idle and iowait).
+busy_ticks() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+# machine_table: on all CPUs, where the machine's CPU goes per new
+# plain-HTTP connection, direct and handed off: the client (wrk), nginx,
+# the daemon, and what no process was charged with.
+machine_table() {
+	local way port server t0 t1 b0 b1 s0 s1 d0 d1 conns hz
+	hz=$(getconf CLK_TCK)
+	echo "#### Where the machine's CPU goes per new plain-HTTP connection, all $(nproc) CPUs (wrk -c32, defer-accept, workers 1; µs per connection, medians of $ROUNDS rounds)"
+	echo
+	echo "| path | connections/s | machine | client (wrk) | nginx | daemon | no process |"
+	echo "|---|---:|---:|---:|---:|---:|---:|"
+	for way in direct handoff; do
+		port=$PORT_DIRECT_HTTP server=$NGINX_DIRECT
+		[ "$way" = handoff ] && port=$PORT_HTTP_DEFER server=$RUN_PID
+		rm -f "$WORK"/machine-*
+		for ((r = 0; r < ROUNDS; r++)); do
+			t0=$(tree_ticks $$) b0=$(busy_ticks) s0=$(tree_ticks "$server") d0=$(tree_ticks "$DAEMON")
+			conns=$(wrk -t2 -c32 -d"${SECONDS_EACH}s" -H 'Host: bench.example' -H 'Connection: close' \
+				"http://127.0.0.1:$port/index.html" | awk '/requests in/ { print $1 }')
+			t1=$(tree_ticks $$) b1=$(busy_ticks) s1=$(tree_ticks "$server") d1=$(tree_ticks "$DAEMON")
+			awk -v n="$conns" -v hz="$hz" -v s="$SECONDS_EACH" -v all=$((t1 - t0)) -v busy=$((b1 - b0)) \
+				-v srv=$((s1 - s0)) -v dmn=$((d1 - d0)) -v way="$way" 'BEGIN {
+				u = 1e6 / hz / n
+				if (way == "direct") dmn = 0	# idle, but its ticks are in all
+				client = all - srv - dmn
+				printf "%.0f %.1f %.1f %.1f %.1f %.1f\n", n / s, busy * u, client * u, srv * u, dmn * u,
+					(busy - all) * u }' >>"$WORK/machine-$way"
+		done
+		printf '| %s |' "$way"
+		for col in 1 2 3 4 5 6; do
+			printf ' %s |' "$(cut -d' ' -f"$col" "$WORK/machine-$way" | median)"
+		done
+		echo
+	done
+	echo
+}
+
 # --- main --------------------------------------------------------------------
 
 main() {
@@ -310,6 +353,7 @@ main() {
 	start nginx-handoff "$ROOT_DIR/build/handoff" run --name bench.example \
 		--port "$PORT_RUN_TLS/tls" --port "$PORT_RUN_HTTP/http" --runtime-dir "$WORK/run" \
 		-- "$(command -v nginx)" -c "$WORK/nginx-handoff.conf"
+	RUN_PID=$LAST_PID
 	local p
 	for p in "$PORT_HTTP" "$PORT_HTTP_DEFER" "$PORT_DIRECT_HTTP"; do
 		poll 10 curl -sf -o /dev/null -H 'Host: bench.example' "http://127.0.0.1:$p/index.html" ||
@@ -326,11 +370,13 @@ main() {
 	echo
 	if [ "${1:-}" = cores ]; then
 		cores_table
+		machine_table
 	else
 		cost_table
 		syscall_table
 		profile_table
 		cores_table
+		machine_table
 	fi
 	echo "Load average after: $(cut -d' ' -f1-3 /proc/loadavg)."
 }

@@ -1,4 +1,4 @@
-/* status.c - `handoff status`: the admin endpoint's state as terminal tables (listeners, routes, upstreams, refusals). */
+/* status.c - `handoff status`: the admin endpoint's state as terminal tables (listeners, routes, upstreams, refusals, accepting threads). */
 #include <curl/curl.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -313,15 +313,41 @@ print_refusals(const json_t *state)
 	table_print(&t, "REFUSED CLAIMS");
 }
 
+/* With `workers` 2 or more: what each accepting thread took. */
+static void
+print_workers(const json_t *state)
+{
+	const json_t *workers = json_object_get(state, "workers");
+	if (json_array_size(workers) == 0)
+		return;
+	struct table t = { .n_columns = 4 };
+	const char *head[] = { "THREAD", "STATE", "HANDED OFF", "PASSED TO LOOP" };
+	table_row(&t, head);
+	size_t i;
+	const json_t *w;
+	json_array_foreach(workers, i, w) {
+		char c[3][32];
+		const char *row[] = {
+			num(c[0], sizeof(c[0]), json_object_get(w, "worker")),
+			json_is_true(json_object_get(w, "running")) ? "running" : "stopped",
+			num(c[1], sizeof(c[1]), json_object_get(w, "handed_off")),
+			num(c[2], sizeof(c[2]), json_object_get(w, "passed")),
+		};
+		table_row(&t, row);
+	}
+	table_print(&t, "ACCEPTING THREADS");
+}
+
 static void
 print_state(const json_t *state)
 {
 	const json_t *d = json_object_get(state, "daemon"), *totals = json_object_get(state, "totals");
 	char up[32];
-	printf("handoff %s  pid %lld  up %s  config %s  admin %s\n",
+	printf("handoff %s  pid %lld  up %s  config %s  admin %s  workers %lld\n",
 	       json_string_value(json_object_get(d, "version")), (long long)json_integer_value(json_object_get(d, "pid")),
 	       duration(up, sizeof(up), json_real_value(json_object_get(d, "uptime_seconds"))),
-	       json_string_value(json_object_get(d, "config")), json_string_value(json_object_get(d, "admin")));
+	       json_string_value(json_object_get(d, "config")), json_string_value(json_object_get(d, "admin")),
+	       (long long)json_integer_value(json_object_get(d, "workers")));
 	printf("descriptors %lld  resident %.1f MiB  accepted %lld  peeking %lld  waiting %lld  relaying %lld\n",
 	       (long long)json_integer_value(json_object_get(d, "open_fds")),
 	       (double)json_integer_value(json_object_get(d, "rss_bytes")) / (1024.0 * 1024.0),
@@ -333,6 +359,7 @@ print_state(const json_t *state)
 	print_routes(state);
 	print_upstreams(state);
 	print_refusals(state);
+	print_workers(state);
 }
 
 int

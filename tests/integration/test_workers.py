@@ -3,6 +3,7 @@ import os
 import select
 import signal
 import socket
+import subprocess
 import time
 
 from admin_helpers import admin_get, admin_state, listener, wait_state
@@ -186,6 +187,12 @@ def test_reload_changes_the_number_of_threads(hx, certs, binary):
 		assert http_get(port, "a.example").status == 200
 	state = wait_state(admin, lambda s: handed_off(s) == 10)
 	assert running(state) == [1, 2, 3], state["workers"]
+	status = subprocess.run([str(HANDOFF), "status", "--admin", admin], capture_output=True, text=True,
+				timeout=30)
+	assert status.returncode == 0 and "workers 3" in status.stdout, status
+	table = status.stdout.split("ACCEPTING THREADS", 1)[1].splitlines()
+	assert table[1].split()[:2] == ["THREAD", "STATE"], status.stdout
+	assert [line.split()[1] for line in table[2:5]] == ["running"] * 3, status.stdout
 
 	d.config_path.write_text(hx.config([f"127.0.0.1:{port} http defer-accept 5s"], workers=1, **settings))
 	r = reload_cmd(d)
