@@ -179,6 +179,8 @@ def test_container_stop_and_start_is_rediscovered(hx, isolation):
 	# registration's names file written, then the daemon's answer.
 	upstreams = hx.runtime_dir / "upstreams"
 	names_written = (upstreams / second / f"{second}.names").stat().st_mtime
+	# The daemon logs the registration, then writes the status file.
+	assert wait_for(lambda: (upstreams / f"{second}.status").exists(), 5), "no status file"
 	answered = (upstreams / f"{second}.status").stat().st_mtime
 	assert read_text(upstreams / f"{second}.status").startswith("registered")
 	assert answered - names_written < 1.0
