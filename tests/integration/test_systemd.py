@@ -5,6 +5,8 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from harness import HANDOFF, REPO, free_port, http_get, https_get, read_text, wait_for
 from systemd_helpers import NotifyListener, listening_inode, socket_inodes, stop_pid, wrapped_daemon
 
@@ -53,9 +55,12 @@ def test_units_pass_systemd_analyze_verify(hx):
 	assert check.returncode == 0, check.stderr
 
 
-def test_socket_activation_serves_through_the_passed_socket(hx, certs):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_socket_activation_serves_through_the_passed_socket(hx, certs, workers):
+	"""With the event loop accepting and with two accepting threads, which
+	accept from the passed socket too."""
 	tls_port, http_port = free_port(), free_port()
-	config = hx.config([f"127.0.0.1:{tls_port} tls", f"127.0.0.1:{http_port} http"])
+	config = hx.config([f"127.0.0.1:{tls_port} tls", f"127.0.0.1:{http_port} http"], workers=workers)
 	# A daemon run before makes the runtime directory the upstream registers in.
 	first = hx.daemon(config, tag="first")
 	up = hx.upstream(["a.example"], "activated", daemon=first)
