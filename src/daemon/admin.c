@@ -13,6 +13,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
@@ -145,6 +146,18 @@ resident_bytes(void)
 	return resident * (unsigned long long)sysconf(_SC_PAGESIZE);
 }
 
+/* CPU time of the whole process (every thread), user and system, in
+ * seconds: what tells an operator that the daemon nears its `workers`. */
+static double
+cpu_seconds(void)
+{
+	struct rusage ru;
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 /* The snapshot with the process figures added: a new top-level object that
  * shares the snapshot's members, which stay untouched. */
 static json_t *
@@ -160,6 +173,7 @@ state_with_process(const json_t *snap)
 		daemon = json_object();
 	json_object_set_new(daemon, "open_fds", json_integer((json_int_t)count_open_fds()));
 	json_object_set_new(daemon, "rss_bytes", json_integer((json_int_t)resident_bytes()));
+	json_object_set_new(daemon, "cpu_seconds", json_real(cpu_seconds()));
 	json_object_set_new(daemon, "admin", json_string(admin_cfg.text));
 	json_object_set_new(state, "daemon", daemon);
 	return state;

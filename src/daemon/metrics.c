@@ -220,6 +220,10 @@ daemon_metrics(FILE *out, const json_t *state)
 	fprintf(out, "handoff_uptime_seconds %.3f\n", json_real_value(json_object_get(d, "uptime_seconds")));
 	scalar(out, "handoff_open_fds", "gauge", "Descriptors the daemon holds open.", int_of(d, "open_fds"));
 	scalar(out, "handoff_resident_memory_bytes", "gauge", "Resident memory of the daemon.", int_of(d, "rss_bytes"));
+	family(out, "handoff_cpu_seconds_total", "counter",
+	       "CPU time of the daemon, all its threads, user and system (a rate near 1, or near workers N, "
+	       "means the daemon is what limits).");
+	fprintf(out, "handoff_cpu_seconds_total %.3f\n", json_real_value(json_object_get(d, "cpu_seconds")));
 	scalar(out, "handoff_waiting_connections", "gauge", "Connections queued at busy local upstreams now.",
 	       int_of(totals, "waiting"));
 	scalar(out, "handoff_connecting_connections", "gauge", "Connections connecting to TCP targets now.",

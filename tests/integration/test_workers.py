@@ -102,6 +102,8 @@ def test_threads_hand_off_what_their_first_look_decides(hx, certs, binary):
 	assert set(handed) == {'handoff_worker_handed_off_total{worker="1"}', 'handoff_worker_handed_off_total{worker="2"}'}
 	assert sum(handed.values()) == 20, handed
 	assert 'handoff_worker_passed_total{worker="1"} 0' in metrics
+	cpu = [float(line.split()[1]) for line in metrics.splitlines() if line.startswith("handoff_cpu_seconds_total ")]
+	assert len(cpu) == 1 and cpu[0] > 0, metrics[-1500:]
 	d.wait_access(lambda r: r.get("outcome") == "handoff" and r.get("name") == "a.example", count=20)
 	assert {"client", "listener", "proto", "peek_us"} <= set(d.access_records()[0])
 
