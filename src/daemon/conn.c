@@ -165,6 +165,21 @@ log_access(struct conn *c, enum outcome outcome, const char *upstream_id, const 
 			why ? " why=\"" : "", why ? why : "", why ? "\"" : "");
 }
 
+/* The counters of a new connection, and of one that ended with outcome. */
+static void
+count_accepted(const struct conn *c)
+{
+	server.accepted++;
+	stats_accepted(c);
+}
+
+static void
+count_ended(const struct conn *c, enum outcome outcome, const char *upstream_id, const char *why)
+{
+	server.outcomes[outcome]++;
+	stats_conn_ended(c, outcome, upstream_id, why);
+}
+
 /* Leave the peek phase: give back the global and per-address slots. */
 static void
 end_peek_phase(struct conn *c)
@@ -208,8 +223,7 @@ conn_destroy(struct conn *c, enum outcome outcome, const char *upstream_id, cons
 		c->io.fd = -1;
 	}
 	c->state = CONN_DONE;
-	server.outcomes[outcome]++;
-	stats_conn_ended(c, outcome, upstream_id, why);
+	count_ended(c, outcome, upstream_id, why);
 	log_access(c, outcome, upstream_id, why);
 	TAILQ_REMOVE(&live_conns, c, all_link);
 	n_live--;
@@ -243,13 +257,11 @@ conn_handed_off(struct conn *c, const char *upstream_id)
 void
 conn_count_handed_off_at_once(const struct conn *c, const char *upstream_id)
 {
-	/* What conn_accepted and conn_destroy count for a connection the
-	 * loop hands off at its first look. */
-	server.accepted++;
-	stats_accepted(c);
+	/* What conn_start, end_peek_phase and conn_destroy count for a
+	 * connection the loop hands off at its first look. */
+	count_accepted(c);
 	stats_peek_ended(c);
-	server.outcomes[OUTCOME_HANDOFF]++;
-	stats_conn_ended(c, OUTCOME_HANDOFF, upstream_id, NULL);
+	count_ended(c, OUTCOME_HANDOFF, upstream_id, NULL);
 }
 
 void
@@ -751,9 +763,8 @@ conn_start(struct listener *listener, int fd, const struct sockaddr_storage *pee
 	c->accepted_real_us = accepted_real_us;
 	TAILQ_INSERT_TAIL(&live_conns, c, all_link);
 	n_live++;
-	server.accepted++;
 	server.n_peeking++;
-	stats_accepted(c);
+	count_accepted(c);
 	return c;
 }
 

@@ -307,7 +307,6 @@ listeners_close(void)
 	started = false;
 	workers_set_accepting(false);
 	workers_stop();
-	workers_listeners_changed();
 }
 
 void
@@ -475,6 +474,27 @@ listeners_resume(void)
 	log_info("accepting new connections again");
 }
 
+enum accept_step
+listener_accept_step(int err)
+{
+	switch (err) {
+	case EAGAIN:
+	case EINTR:
+		return ACCEPT_DONE;
+	case EMFILE:
+	case ENFILE:
+	case ENOBUFS:
+	case ENOMEM:
+		return ACCEPT_EXHAUSTED;
+	case ECONNABORTED:
+	case EPERM:	/* firewall verdicts surface here */
+	case EPROTO:
+		return ACCEPT_NEXT;
+	default:
+		return ACCEPT_ERROR;
+	}
+}
+
 void
 listener_out_of_descriptors(struct listener *l)
 {
@@ -504,21 +524,15 @@ on_accept(struct loop_io *io, uint32_t revents)
 		socklen_t peer_len = sizeof(peer);
 		int fd = accept4(io->fd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			switch (errno) {
-			case EAGAIN:
-			case EINTR:
+			switch (listener_accept_step(errno)) {
+			case ACCEPT_NEXT:
+				continue;
+			case ACCEPT_DONE:
 				return;
-			case EMFILE:
-			case ENFILE:
-			case ENOBUFS:
-			case ENOMEM:
+			case ACCEPT_EXHAUSTED:
 				listener_out_of_descriptors(l);
 				return;
-			case ECONNABORTED:
-			case EPERM:	/* firewall verdicts surface here */
-			case EPROTO:
-				continue;
-			default:
+			case ACCEPT_ERROR:
 				log_warn("accept on %s", l->cfg->text);
 				return;
 			}

@@ -87,6 +87,13 @@ void listeners_foreach_socket(void (*fn)(int fd, const struct config_listener *l
 /* Accepts per readable event before giving other descriptors a turn. */
 #define LISTENER_ACCEPT_BATCH 64
 
+/* What an accept4 error means for an accept loop: take the next
+ * connection (this one was aborted or refused by a firewall), stop for
+ * now (none waits), out of descriptors or memory (then
+ * listener_out_of_descriptors), or an error to log. */
+enum accept_step { ACCEPT_NEXT, ACCEPT_DONE, ACCEPT_EXHAUSTED, ACCEPT_ERROR };
+enum accept_step listener_accept_step(int err);
+
 /* accept4 on l ran out of descriptors (or memory): close one waiting
  * connection with the spare descriptor and pause accepting for a while. */
 void listener_out_of_descriptors(struct listener *l);

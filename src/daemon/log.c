@@ -15,7 +15,7 @@
  * they read must never name anything else: once the log has a
  * descriptor of its own (log_fd) that number stays the log's until the
  * daemon stops, and a reopen or a change of file replaces what it refers
- * to in place (dup2), which is atomic. */
+ * to in place (dup3), which is atomic. */
 static _Atomic int accesslog_fd = STDERR_FILENO;
 static int log_fd = -1;				/* our descriptor for the log file */
 static char accesslog_path[4096];		/* "" unless logging to a file */

@@ -129,19 +129,19 @@ on_wake(struct loop_io *io, uint32_t revents)
 	drain(io->fd);	/* waking was the point: timers and reaping follow */
 }
 
+static void set_watching(struct worker *w, bool on);
+
 /* Stop watching and close the thread's copies. */
 static void
 drop_listeners(struct worker *w)
 {
-	for (size_t i = 0; i < w->n_listeners; i++) {
-		if (w->watching)
-			epoll_ctl(w->epfd, EPOLL_CTL_DEL, w->listeners[i].fd, NULL);
+	if (w->watching)
+		set_watching(w, false);
+	for (size_t i = 0; i < w->n_listeners; i++)
 		close(w->listeners[i].fd);
-	}
 	free(w->listeners);
 	w->listeners = NULL;
 	w->n_listeners = 0;
-	w->watching = false;
 }
 
 /* Copy the current generation's listening sockets (thread side). */
@@ -192,7 +192,8 @@ set_watching(struct worker *w, bool on)
 /*
  * Try to hand c off at its first look, as the loop's fast path does: the
  * hello or request is whole, the route has only local upstreams and one
- * has room. Returns false with c's descriptor untouched otherwise.
+ * has room. Returns false with c's descriptor untouched otherwise, and
+ * *decided true if the parser had decided (its answer is in c).
  */
 static bool
 hand_off_at_once(struct worker *w, struct conn *c, bool *decided)
@@ -271,24 +272,18 @@ accept_batch(struct worker *w, struct worker_listener *wl)
 			take(w, wl->listener, fd, &peer, peer_len);
 			continue;
 		}
-		switch (errno) {
-		case EAGAIN:
-		case EINTR:
-			return;
-		case ECONNABORTED:
-		case EPERM:	/* firewall verdicts surface here */
-		case EPROTO:
+		switch (listener_accept_step(errno)) {
+		case ACCEPT_NEXT:
 			continue;
-		case EMFILE:
-		case ENFILE:
-		case ENOBUFS:
-		case ENOMEM:
+		case ACCEPT_DONE:
+			return;
+		case ACCEPT_EXHAUSTED:
 			daemon_lock();
 			listener_out_of_descriptors(wl->listener);
 			daemon_unlock();
 			workers_wake_loop();
 			return;
-		default:
+		case ACCEPT_ERROR:
 			log_warn("worker %u: accept on %s", w->slot + 1, wl->listener->cfg->text);
 			return;
 		}
