@@ -293,8 +293,6 @@ add_gid(struct config_grant *g, gid_t gid)
 	return 0;
 }
 
-/* A placeholder for `self` in a grant while the file is read; (uid_t)-1
- * never names a user (parse_id refuses it). */
 /* A numeric uid or gid; (id_t)-1 is excluded because chown() reserves it. */
 bool
 parse_id(const char *s, unsigned *id)

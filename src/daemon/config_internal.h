@@ -63,7 +63,8 @@ bool parse_duration(const char *s, unsigned *ms);
 
 /* A numeric uid or gid; (id_t)-1 is excluded because chown() reserves it. */
 bool parse_id(const char *s, unsigned *id);
-/* The uid `self` in a grant stands for until finish_user knows it. */
+/* A placeholder for `self` in a grant while the file is read, replaced
+ * by finish_user; (uid_t)-1 never names a user (parse_id refuses it). */
 #define SELF_UID ((uid_t)-1)
 
 /* config_user.c: `user`, `group`, and once the whole file is read, the

@@ -160,7 +160,7 @@ def test_what_needs_the_loop_is_passed_to_it(hx, certs, binary):
 		state = wait_state(admin, lambda s: s["totals"]["outcomes"]["refused"] >= 1)
 		outcomes = state["totals"]["outcomes"]
 		assert outcomes["handoff"] == 2 and outcomes["no-route"] == 1 and outcomes["relayed"] == 1, outcomes
-		assert passed(state) >= 6 and handed_off(state) == 0, state["workers"]
+		assert passed(state) == 7 and handed_off(state) == 0, state["workers"]
 		d.wait_access(lambda r: r.get("outcome") == "refused" and "max-per-ip" in r.get("why", ""))
 	finally:
 		procs.close()
